@@ -25,6 +25,16 @@ ExtractDate = Annotated[
 ]
 
 
+@app.callback()
+def _main() -> None:
+    """Order open accounts receivable by expected recovery."""
+    import warnings
+
+    # pandera registers its PySpark backend, whose import warns about pandas 3 even when Spark is not
+    # used; the Spark engine's own tests cover that path.
+    warnings.filterwarnings("ignore", message="PySpark does not yet fully support pandas", category=FutureWarning)
+
+
 def _setup_logging(verbose: bool = False) -> None:
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
@@ -54,8 +64,57 @@ def validate(data: DataArg, extract_date: ExtractDate = None) -> None:
 
 # Sub-commands of other stages are registered below, each in its own small block.
 # --- simulate ---
+@app.command()
+def simulate(
+    out: Annotated[Path, typer.Option("--out", help="Folder to write the dataset (and _truth/) to.")],
+    accounts: Annotated[int, typer.Option("--accounts", min=1, help="Number of accounts.")] = 10_000,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed: same seed, same bytes.")] = 0,
+    start: Annotated[str, typer.Option("--start", help="First service date (ISO).")] = "2024-01-01",
+    end: Annotated[str, typer.Option("--end", help="Extract date: the last day simulated (ISO).")] = "2025-12-31",
+    horizon_days: Annotated[int, typer.Option("--horizon-days", help="H of the truth tables.")] = 60,
+    chunk_size: Annotated[int, typer.Option("--chunk-size", help="Accounts per chunk (bounds memory).")] = 50_000,
+    truth: Annotated[bool, typer.Option("--truth/--no-truth", help="Write _truth/ tables.")] = True,
+) -> None:
+    """Simulate a hospital's A/R history in the data contract, with exact ground truth in _truth/."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from features.simulate import simulate_to_folder
+
+    _setup_logging()
+    with Progress(TextColumn("simulating"), BarColumn(), TextColumn("{task.completed:,}/{task.total:,} accounts"),
+                  TimeRemainingColumn(), disable=not sys.stderr.isatty()) as bar:
+        task = bar.add_task("sim", total=accounts)
+        path = simulate_to_folder(out, accounts, seed, start, end, horizon_days, chunk_size, truth,
+                                  progress=lambda done: bar.update(task, completed=done))
+    typer.echo(f"wrote {accounts:,} accounts to {path}")
+
 # --- features ---
 # --- ingest-x12 ---
+@app.command("ingest-x12")
+def ingest_x12(
+    paths: Annotated[list[Path], typer.Argument(help="X12 835/837 files or folders of them.")],
+    out: Annotated[
+        Optional[Path], typer.Option("--out", help="Data folder to write or append contract tables to.")  # noqa: UP045
+    ] = None,
+    strict: Annotated[
+        bool, typer.Option("--strict", help="Also validate each file with pyx12 (slow).")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+) -> None:
+    """Read X12 835 remittances and 837 claims into the data contract (idempotent append)."""
+    import json
+
+    from features.x12 import ingest
+
+    missing = [str(p) for p in paths if not p.exists()]
+    if missing:
+        _fail(f"no such file or folder: {', '.join(missing)}", code=2)
+    _, summary = ingest(paths, out=out, strict=strict)
+    typer.echo(json.dumps(summary.as_dict(), indent=2) if as_json else summary.text())
+    if summary.files_read == 0 and summary.files_already_ingested == 0:
+        _fail("nothing could be read", code=1)
+
+
 # --- train / evaluate / promote / demo ---
 # --- score / load / serve ---
 

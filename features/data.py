@@ -323,9 +323,26 @@ def write_dataset(ds: Dataset | dict[str, pd.DataFrame], folder: str | os.PathLi
     return folder
 
 
+def arrow_schema(name: str):
+    """The Parquet schema of a contract table: ISO dates as date32, money as float64, ids as strings."""
+    import pyarrow as pa
+
+    kinds = {"str": pa.string(), "date": pa.date32(), "money": pa.float64(), "signed_money": pa.float64(),
+             "float": pa.float64(), "int": pa.int64()}
+    return pa.schema([(col, kinds[c.type]) for col, c in TABLES[name].columns.items()])
+
+
 def _write_frame(df: pd.DataFrame, path: Path, fmt: str) -> None:
     if fmt == "parquet":
-        df.to_parquet(path, index=False)
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        name = path.stem
+        if name in TABLES and set(TABLES[name].columns) == set(df.columns):
+            pq.write_table(pa.Table.from_pandas(df[list(TABLES[name].columns)], schema=arrow_schema(name),
+                                                preserve_index=False), path)
+        else:
+            df.to_parquet(path, index=False)
     elif fmt == "csv":
         out = df.copy()
         for col in out.columns:
