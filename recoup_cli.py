@@ -89,6 +89,53 @@ def simulate(
     typer.echo(f"wrote {accounts:,} accounts to {path}")
 
 # --- features ---
+def _write_table(df, path: str) -> None:
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.suffix.lower() == ".csv":
+        df.to_csv(out, index=False, date_format="%Y-%m-%d")
+    else:
+        df.to_parquet(out, index=False)
+
+
+@app.command()
+def features(
+    data: DataArg,
+    as_of: Annotated[str, typer.Option("--as-of", help="As-of date(s): YYYY-MM-DD[,YYYY-MM-DD...].")],
+    out: Annotated[str, typer.Option("--out", help="Account snapshot file (.parquet or .csv).")],
+    denials_out: Annotated[
+        str | None, typer.Option("--denials-out", help="Also write one row per open denial here.")
+    ] = None,
+    extract_date: ExtractDate = None,
+    horizon_days: Annotated[int, typer.Option("--horizon-days", help="Payment label horizon H.")] = 60,
+    overturn_horizon_days: Annotated[
+        int, typer.Option("--overturn-horizon-days", help="Overturn label horizon H2.")
+    ] = 120,
+) -> None:
+    """Point-in-time features (and labels where the data has the future): one row per open account."""
+    from features.contract import ContractError
+    from features.data import read_dataset
+    from features.snapshot import account_features, denial_features
+
+    try:
+        ds = read_dataset(data, extract_date=extract_date)
+    except ContractError as err:
+        _fail(str(err))
+    dates = [d.strip() for d in as_of.split(",") if d.strip()]
+    if not dates:
+        _fail("--as-of needs at least one date")
+    acc = account_features(ds, dates, horizon_days=horizon_days)
+    if len(dates) == 1:
+        acc = acc.drop(columns=["as_of"])  # key account_id alone for one date
+    _write_table(acc, out)
+    msg = f"{len(acc):,} account snapshots -> {out}"
+    if denials_out:
+        den = denial_features(ds, dates, horizon_days=overturn_horizon_days)
+        _write_table(den, denials_out)
+        msg += f"; {len(den):,} open denials -> {denials_out}"
+    typer.echo(msg)
+
+
 # --- ingest-x12 ---
 @app.command("ingest-x12")
 def ingest_x12(
