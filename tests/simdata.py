@@ -1,0 +1,17 @@
+"""A small simulated dataset shared by the tests (built once per session, in a temp folder)."""
+
+from __future__ import annotations
+
+import functools
+import tempfile
+from pathlib import Path
+
+SMALL = dict(n_accounts=4000, seed=11, start="2024-01-01", end="2025-06-30")
+
+
+@functools.cache
+def small_dataset_dir() -> Path:
+    from features.simulate import simulate_to_folder
+
+    root = Path(tempfile.mkdtemp(prefix="recoup-sim-"))
+    return simulate_to_folder(root / "data", **SMALL)
