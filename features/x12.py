@@ -105,7 +105,8 @@ class Problem:
 
     def __str__(self) -> str:
         where = f"{self.file}" + (f", segment {self.segment}" if self.segment else "")
-        return f"{self.kind} {'skipped' if self.kind != 'note' else 'note'}: {where}: {self.reason}"
+        label = "note" if self.kind == "note" else f"{self.kind} skipped"
+        return f"{label}: {where}: {self.reason}"
 
 
 @dataclass
