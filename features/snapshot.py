@@ -46,16 +46,32 @@ _ST = {t: i for i, t in enumerate(CLAIM_STATUSES)}
 _FREQ = {t: i for i, t in enumerate(CLAIM_FREQUENCIES)}
 _PROCESSED = np.array([_ST["processed_primary"], _ST["processed_secondary"], _ST["processed_tertiary"]])
 _LEDGER_SIGN = np.array([1.0 if t in ("charge", "refund", "payment_reversal") else -1.0 for t in TXN_TYPES])
-_RECOVER_SIGN = np.array([
-    1.0 if t in ("insurance_payment", "patient_payment") else -1.0 if t in ("payment_reversal", "refund")
-    else 0.0 for t in TXN_TYPES
-])
+_RECOVER_SIGN = np.array(
+    [
+        1.0
+        if t in ("insurance_payment", "patient_payment")
+        else -1.0
+        if t in ("payment_reversal", "refund")
+        else 0.0
+        for t in TXN_TYPES
+    ]
+)
 _GROUP_IDX = {g: i for i, g in enumerate(CARC_GROUP_NAMES)}
 _FAM_IDX = {f: i for i, f in enumerate(PROC_FAMILIES)}
 
 STATS_COLUMNS = [
-    "as_of", "level", "payer_id", "carc_group", "proc_family", "n_claims", "n_denials", "n_worked",
-    "denial_rate", "overturn_rate", "paid_to_billed", "days_to_pay",
+    "as_of",
+    "level",
+    "payer_id",
+    "carc_group",
+    "proc_family",
+    "n_claims",
+    "n_denials",
+    "n_worked",
+    "denial_rate",
+    "overturn_rate",
+    "paid_to_billed",
+    "days_to_pay",
 ]
 
 
@@ -125,8 +141,9 @@ def _last(codes: np.ndarray, n: int, mask: np.ndarray, *keys: np.ndarray) -> np.
     return out
 
 
-def _next_day(ev_key: np.ndarray, ev_day: np.ndarray, q_key: np.ndarray, q_day: np.ndarray,
-              strict: bool) -> np.ndarray:
+def _next_day(
+    ev_key: np.ndarray, ev_day: np.ndarray, q_key: np.ndarray, q_day: np.ndarray, strict: bool
+) -> np.ndarray:
     """For each query (key, day): the first event day of the same key on/after (or after) day."""
     out = np.full(len(q_key), NEVER, dtype=np.int64)
     if len(ev_key) == 0 or len(q_key) == 0:
@@ -242,6 +259,7 @@ def _prepare(ds: Dataset) -> _Prep:
         return acc[name].take(order) if n > 1 else acc[name]
 
     pay = _empty("payers", ds)
+    pay = pay.iloc[np.argsort(pay["payer_id"].to_numpy(dtype=object), kind="stable")] if len(pay) > 1 else pay
     pay_index = pd.Index(pay["payer_id"].to_numpy(dtype=object), dtype=object)
     pay_ids = pay_index.to_numpy(dtype=object)
     acct_day = _days(acol("service_date"))
@@ -256,8 +274,11 @@ def _prepare(ds: Dataset) -> _Prep:
     c_freq = _enum(cl["frequency"], _FREQ)
     nc = len(cl)
     # claim family: follow original_claim_id to the first claim of the chain
-    parent = (_codes(claim_index, cl["original_claim_id"]) if "original_claim_id" in cl
-              else np.full(nc, -1, dtype=np.int64))
+    parent = (
+        _codes(claim_index, cl["original_claim_id"])
+        if "original_claim_id" in cl
+        else np.full(nc, -1, dtype=np.int64)
+    )
     fam = np.arange(nc, dtype=np.int64)
     for _ in range(32):
         p = parent[fam]
@@ -273,7 +294,9 @@ def _prepare(ds: Dataset) -> _Prep:
     best = _last(l_claim, nc, ok, -_num(cline["line_number"]), _num(cline["line_charge"]))
     codes, uniq = pd.factorize(cline["procedure_code"].to_numpy(dtype=object))
     fam_of_uniq = np.array([_FAM_IDX[proc_family(c)] for c in uniq], dtype=np.int64)
-    line_fam = np.where(codes >= 0, fam_of_uniq[np.maximum(codes, 0)] if len(uniq) else 0, _FAM_IDX["unknown"])
+    line_fam = np.where(
+        codes >= 0, fam_of_uniq[np.maximum(codes, 0)] if len(uniq) else 0, _FAM_IDX["unknown"]
+    )
     c_proc = np.where(best >= 0, line_fam[np.maximum(best, 0)] if len(line_fam) else 0, _FAM_IDX["unknown"])
 
     # remittances: known from receipt, never before their claim
@@ -331,21 +354,58 @@ def _prepare(ds: Dataset) -> _Prep:
     close_wo = _next_day(t_acct[wo], t_day[wo], d["acct"], d["day"], strict=False)
 
     return _Prep(
-        n=n, acct_ids=acct_index.to_numpy(dtype=object), acct_day=acct_day,
-        disch_day=np.maximum(_days(acol("discharge_date")), acct_day), acct_payer=acct_payer,
-        age=_num(acol("patient_age")), charges=_num(acol("total_charges")),
+        n=n,
+        acct_ids=acct_index.to_numpy(dtype=object),
+        acct_day=acct_day,
+        disch_day=np.maximum(_days(acol("discharge_date")), acct_day),
+        acct_payer=acct_payer,
+        age=_num(acol("patient_age")),
+        charges=_num(acol("total_charges")),
         enc=acol("encounter_type").to_numpy(dtype=object),
-        pay_ids=pay_ids, pay_class=pay["financial_class"].to_numpy(dtype=object),
-        tfd=_num(pay["timely_filing_days"]), awd=_num(pay["appeal_window_days"]),
-        c_ids=c_ids, c_acct=c_acct, c_day=c_day, c_payer=_codes(pay_index, cl["payer_id"]),
-        c_seq=np.nan_to_num(_num(cl["payer_sequence"]), nan=1).astype(np.int64), c_freq=c_freq,
-        c_billed=_num(cl["billed_amount"]), c_fam=fam, c_proc=c_proc,
-        r_claim=r_claim, r_acct=r_acct, r_day=r_day, r_status=r_status, r_paid=r_paid, r_pr=r_pr,
-        d_claim=d["claim"], d_acct=d["acct"], d_day=d["day"], d_carc=d["carc"], d_carc_rank=d["carc_rank"],
-        d_group=d["group"], d_rarc=d["rarc"], d_amount=d["amount"], d_partial=d["partial"],
-        d_paid_day=d_paid_day, d_worked_day=d_worked_day, d_close_day=np.minimum(close_void, close_wo),
-        a_acct=a_acct, a_fam=a_fam, a_day=a_day, a_dec_day=a_dec_day, a_over=a_over, a_level=a_level,
-        t_acct=t_acct, t_day=t_day, t_type=t_type, t_amt=t_amt, v_acct=v_acct, v_day=v_day, v_type=v_type,
+        pay_ids=pay_ids,
+        pay_class=pay["financial_class"].to_numpy(dtype=object),
+        tfd=_num(pay["timely_filing_days"]),
+        awd=_num(pay["appeal_window_days"]),
+        c_ids=c_ids,
+        c_acct=c_acct,
+        c_day=c_day,
+        c_payer=_codes(pay_index, cl["payer_id"]),
+        c_seq=np.nan_to_num(_num(cl["payer_sequence"]), nan=1).astype(np.int64),
+        c_freq=c_freq,
+        c_billed=_num(cl["billed_amount"]),
+        c_fam=fam,
+        c_proc=c_proc,
+        r_claim=r_claim,
+        r_acct=r_acct,
+        r_day=r_day,
+        r_status=r_status,
+        r_paid=r_paid,
+        r_pr=r_pr,
+        d_claim=d["claim"],
+        d_acct=d["acct"],
+        d_day=d["day"],
+        d_carc=d["carc"],
+        d_carc_rank=d["carc_rank"],
+        d_group=d["group"],
+        d_rarc=d["rarc"],
+        d_amount=d["amount"],
+        d_partial=d["partial"],
+        d_paid_day=d_paid_day,
+        d_worked_day=d_worked_day,
+        d_close_day=np.minimum(close_void, close_wo),
+        a_acct=a_acct,
+        a_fam=a_fam,
+        a_day=a_day,
+        a_dec_day=a_dec_day,
+        a_over=a_over,
+        a_level=a_level,
+        t_acct=t_acct,
+        t_day=t_day,
+        t_type=t_type,
+        t_amt=t_amt,
+        v_acct=v_acct,
+        v_day=v_day,
+        v_type=v_type,
         extract=_day(ds.extract_date if ds.extract_date is not None else (latest_date(ds) or "2262-01-01")),
     )
 
@@ -361,7 +421,8 @@ def _denials(ds, rem, r_claim, r_day, r_status, r_paid, c_acct, fam, nc, cl) -> 
     routine = np.array([c in routine_carcs() for c in carc_uniq], dtype=bool)
     groups = adj["group_code"].to_numpy(dtype=object)
     denying = (a_remit >= 0) & np.isin(groups, ["CO", "PI", "OA"]) & (carc_codes >= 0)
-    denying &= ~(routine[np.maximum(carc_codes, 0)] if len(routine) else False)
+    if len(routine):
+        denying &= ~routine[np.maximum(carc_codes, 0)]
     has_line = adj["line_number"].notna().to_numpy() if "line_number" in adj else np.zeros(len(adj), bool)
     amt = np.abs(np.nan_to_num(_num(adj["amount"])))
     rarc = adj["remark_codes"].notna().to_numpy() if "remark_codes" in adj else np.zeros(len(adj), bool)
@@ -384,15 +445,22 @@ def _denials(ds, rem, r_claim, r_day, r_status, r_paid, c_acct, fam, nc, cl) -> 
     rows = np.flatnonzero(is_d)
     claim = r_claim[rows]
     mi = main[rows]
-    carc = _take(np.asarray(carc_uniq, dtype=object),
-                 np.where(mi >= 0, carc_codes[np.maximum(mi, 0)] if len(carc_codes) else -1, -1))
+    carc = _take(
+        np.asarray(carc_uniq, dtype=object),
+        np.where(mi >= 0, carc_codes[np.maximum(mi, 0)] if len(carc_codes) else -1, -1),
+    )
     billed = _num(cl["billed_amount"])
     amount = np.where(partial[rows], den_amt[rows], billed[claim])
     return {
-        "claim": claim, "acct": c_acct[claim], "day": r_day[rows], "carc": carc,
+        "claim": claim,
+        "acct": c_acct[claim],
+        "day": r_day[rows],
+        "carc": carc,
         "carc_rank": np.where(mi >= 0, carc_codes[np.maximum(mi, 0)] if len(carc_codes) else -1, -1),
         "group": np.array([_GROUP_IDX[carc_group(c)] for c in carc], dtype=np.int64),
-        "rarc": any_rarc[rows], "amount": np.round(amount, 2), "partial": partial[rows],
+        "rarc": any_rarc[rows],
+        "amount": np.round(amount, 2),
+        "partial": partial[rows],
     }
 
 
@@ -427,10 +495,14 @@ def _stats_one(p: _Prep, T: int, h2: int) -> pd.DataFrame:
 
     def agg(key: np.ndarray, dkey: np.ndarray, m: int) -> dict[str, np.ndarray]:
         return {
-            "n_claims": _count(key, m, c_adj), "n_den": _count(key, m, c_adj & c_den),
-            "billed": _sum(key, np.nan_to_num(p.c_billed), m, c_adj), "paid": _sum(key, c_paid, m, c_adj),
-            "n_pay": _count(key, m, has_pay), "dtp": np.bincount(key[has_pay], dtp[has_pay], minlength=m),
-            "n_worked": _count(dkey, m, worked), "n_over": _count(dkey, m, over),
+            "n_claims": _count(key, m, c_adj),
+            "n_den": _count(key, m, c_adj & c_den),
+            "billed": _sum(key, np.nan_to_num(p.c_billed), m, c_adj),
+            "paid": _sum(key, c_paid, m, c_adj),
+            "n_pay": _count(key, m, has_pay),
+            "dtp": np.bincount(key[has_pay], dtp[has_pay], minlength=m),
+            "n_worked": _count(dkey, m, worked),
+            "n_over": _count(dkey, m, over),
             "n_denials": _count(dkey, m, p.d_day <= T),
         }
 
@@ -445,7 +517,9 @@ def _stats_one(p: _Prep, T: int, h2: int) -> pd.DataFrame:
         ptb = np.divide(a["paid"], a["billed"], out=np.full(len(n), g_ptb), where=a["billed"] > 0)
         mdtp = np.divide(a["dtp"], a["n_pay"], out=np.full(len(n), g_dtp), where=a["n_pay"] > 0)
         return {
-            "n_claims": a["n_claims"], "n_denials": a["n_denials"], "n_worked": a["n_worked"],
+            "n_claims": a["n_claims"],
+            "n_denials": a["n_denials"],
+            "n_worked": a["n_worked"],
             "denial_rate": _smooth(a["n_den"], n, g_den),
             "overturn_rate": _smooth(a["n_over"], a["n_worked"].astype(np.float64), over_prior),
             "paid_to_billed": (n * ptb + PRIOR_COUNT * g_ptb) / (n + PRIOR_COUNT),
@@ -463,7 +537,9 @@ def _stats_one(p: _Prep, T: int, h2: int) -> pd.DataFrame:
     pg_over = _count(dg, m, over)
     payer_claims = np.repeat(by_payer["n_claims"], ng).astype(np.float64)
     pg = {
-        "n_claims": np.repeat(by_payer["n_claims"], ng), "n_denials": pg_n_den, "n_worked": pg_worked,
+        "n_claims": np.repeat(by_payer["n_claims"], ng),
+        "n_denials": pg_n_den,
+        "n_worked": pg_worked,
         "denial_rate": _smooth(pg_n_den, payer_claims, g_den / ng),
         "overturn_rate": _smooth(pg_over, pg_worked, np.repeat(by_payer["overturn_rate"], ng)),
         "paid_to_billed": np.repeat(by_payer["paid_to_billed"], ng),
@@ -474,8 +550,13 @@ def _stats_one(p: _Prep, T: int, h2: int) -> pd.DataFrame:
     frames = [
         _stats_frame("global", glob, None, None, None),
         _stats_frame("payer", {k: v[keep_p] for k, v in by_payer.items()}, p.pay_ids, None, None),
-        _stats_frame("payer_carc_group", {k: v[keep_pg] for k, v in pg.items()},
-                     np.repeat(p.pay_ids, ng), np.tile(np.array(CARC_GROUP_NAMES, dtype=object), npay), None),
+        _stats_frame(
+            "payer_carc_group",
+            {k: v[keep_pg] for k, v in pg.items()},
+            np.repeat(p.pay_ids, ng),
+            np.tile(np.array(CARC_GROUP_NAMES, dtype=object), npay),
+            None,
+        ),
         _stats_frame("proc_family", by_fam, None, None, np.array(PROC_FAMILIES, dtype=object)),
     ]
     return pd.concat(frames, ignore_index=True)
@@ -484,15 +565,21 @@ def _stats_one(p: _Prep, T: int, h2: int) -> pd.DataFrame:
 def _stats_frame(level, r, payer, group, fam) -> pd.DataFrame:
     n = len(r["n_claims"])
     none = np.full(n, None, dtype=object)
-    return pd.DataFrame({
-        "level": np.full(n, level, dtype=object),
-        "payer_id": none if payer is None else payer, "carc_group": none if group is None else group,
-        "proc_family": none if fam is None else fam,
-        "n_claims": np.asarray(r["n_claims"], np.int64), "n_denials": np.asarray(r["n_denials"], np.int64),
-        "n_worked": np.asarray(r["n_worked"], np.int64),
-        "denial_rate": r["denial_rate"], "overturn_rate": r["overturn_rate"],
-        "paid_to_billed": r["paid_to_billed"], "days_to_pay": r["days_to_pay"],
-    })
+    return pd.DataFrame(
+        {
+            "level": np.full(n, level, dtype=object),
+            "payer_id": none if payer is None else payer,
+            "carc_group": none if group is None else group,
+            "proc_family": none if fam is None else fam,
+            "n_claims": np.asarray(r["n_claims"], np.int64),
+            "n_denials": np.asarray(r["n_denials"], np.int64),
+            "n_worked": np.asarray(r["n_worked"], np.int64),
+            "denial_rate": r["denial_rate"],
+            "overturn_rate": r["overturn_rate"],
+            "paid_to_billed": r["paid_to_billed"],
+            "days_to_pay": r["days_to_pay"],
+        }
+    )
 
 
 def pooled_stats(ds: Dataset, as_of, horizon_days: int = 120, _prep: _Prep | None = None) -> pd.DataFrame:
@@ -542,11 +629,20 @@ def _parse_stats(stats: pd.DataFrame) -> _ParsedStats:
     glob = stats[level == "global"]
     gvals = {c: float(glob[c].iloc[0]) if len(glob) else np.nan for c in _RATE_COLS}
     ps = stats[level == "payer"]
-    payer = {c: dict(zip(ps["payer_id"].to_numpy(dtype=object), ps[c].to_numpy(np.float64), strict=True))
-             for c in _RATE_COLS}
+    payer = {
+        c: dict(zip(ps["payer_id"].to_numpy(dtype=object), ps[c].to_numpy(np.float64), strict=True))
+        for c in _RATE_COLS
+    }
     pgs = stats[level == "payer_carc_group"]
-    pg_over = dict(zip(zip(pgs["payer_id"].to_numpy(dtype=object), pgs["carc_group"].to_numpy(dtype=object),
-                           strict=True), pgs["overturn_rate"].to_numpy(np.float64), strict=True))
+    pg_over = dict(
+        zip(
+            zip(
+                pgs["payer_id"].to_numpy(dtype=object), pgs["carc_group"].to_numpy(dtype=object), strict=True
+            ),
+            pgs["overturn_rate"].to_numpy(np.float64),
+            strict=True,
+        )
+    )
     fs = stats[level == "proc_family"]
     fidx = pd.Index(fs["proc_family"].to_numpy(dtype=object)).get_indexer(list(PROC_FAMILIES))
     fam = {}
@@ -570,9 +666,11 @@ def _lookup(stats: pd.DataFrame, p: _Prep, t: pd.Timestamp) -> _Lookup:
         pick = prior.max() if len(prior) else dates.min()
         stats = stats[dates == pick]
     ps = _parse_stats(stats)
-    npay, ng = len(p.pay_ids), len(CARC_GROUP_NAMES)
-    payer = {c: np.array([ps.payer[c].get(pid, ps.glob[c]) for pid in p.pay_ids] + [ps.glob[c]])
-             for c in _RATE_COLS}
+    ng = len(CARC_GROUP_NAMES)
+    payer = {
+        c: np.array([ps.payer[c].get(pid, ps.glob[c]) for pid in p.pay_ids] + [ps.glob[c]])
+        for c in _RATE_COLS
+    }
     pg = np.repeat(payer["overturn_rate"][:, None], ng, axis=1)
     for i, pid in enumerate(p.pay_ids):  # a loop over payers (tens), not accounts
         for j, g in enumerate(CARC_GROUP_NAMES):
@@ -594,7 +692,9 @@ def _windows(codes, day, T, n, mask, w=None) -> dict[int, np.ndarray]:
     return out
 
 
-def _account_block(p: _Prep, t: pd.Timestamp, lk: _Lookup, h: int, with_labels: bool) -> dict[str, np.ndarray]:
+def _account_block(
+    p: _Prep, t: pd.Timestamp, lk: _Lookup, h: int, with_labels: bool
+) -> dict[str, np.ndarray]:
     T, n = _day(t), p.n
     # ledger
     tk = (p.t_day <= T) & (p.t_acct >= 0)
@@ -641,9 +741,19 @@ def _account_block(p: _Prep, t: pd.Timestamp, lk: _Lookup, h: int, with_labels: 
     f["balance_insurance"] = sel(np.round(balance - bal_pat, 2))
     f["charges_posted"] = sel(_sum(ta, amt, n, tk & is_t["charge"]))
     f["insurance_paid"] = sel(_sum(ta, amt, n, tk & is_t["insurance_payment"]))
-    f["adjustments_total"] = sel(_sum(ta, amt, n, tk & (is_t["contractual_adjustment"]
-                                                          | is_t["administrative_adjustment"]
-                                                          | is_t["charity_adjustment"])))
+    f["adjustments_total"] = sel(
+        _sum(
+            ta,
+            amt,
+            n,
+            tk
+            & (
+                is_t["contractual_adjustment"]
+                | is_t["administrative_adjustment"]
+                | is_t["charity_adjustment"]
+            ),
+        )
+    )
     f["days_since_last_payment"] = sel(_since(T, _max(ta, p.t_day, n, pay_t)))
     payw = _windows(ta, p.t_day, T, n, tk, rec_w)
     for w in (30, 90, 365):
@@ -655,14 +765,16 @@ def _account_block(p: _Prep, t: pd.Timestamp, lk: _Lookup, h: int, with_labels: 
     ca = p.c_acct
     not_void = p.c_freq != _FREQ["void"]
     f["n_claims"] = sel(_count(ca, n, ck))
-    f["n_corrected_claims"] = sel(_count(ca, n, ck & ((p.c_freq == _FREQ["corrected"])
-                                                      | (p.c_freq == _FREQ["replacement"]))))
+    f["n_corrected_claims"] = sel(
+        _count(ca, n, ck & ((p.c_freq == _FREQ["corrected"]) | (p.c_freq == _FREQ["replacement"])))
+    )
     f["has_secondary_claim"] = sel((_count(ca, n, ck & (p.c_seq > 1)) > 0).astype(np.float64))
     f["billed_total"] = sel(_sum(ca, np.nan_to_num(p.c_billed), n, ck & not_void))
     f["days_since_last_claim"] = sel(_since(T, _max(ca, p.c_day, n, ck)))
     top_line = _last(ca, n, ck, p.c_day, np.nan_to_num(p.c_billed))  # the largest claim's family
-    acct_fam = np.where(top_line >= 0, p.c_proc[np.maximum(top_line, 0)] if len(p.c_proc) else 0,
-                        _FAM_IDX["unknown"])
+    acct_fam = np.where(
+        top_line >= 0, p.c_proc[np.maximum(top_line, 0)] if len(p.c_proc) else 0, _FAM_IDX["unknown"]
+    )
     f["proc_family"] = sel(np.array(PROC_FAMILIES, dtype=object)[acct_fam])
     primary_filed = _count(ca, n, ck & (p.c_payer == payer[np.maximum(ca, 0)]) & (p.c_seq == 1)) > 0
 
@@ -671,8 +783,13 @@ def _account_block(p: _Prep, t: pd.Timestamp, lk: _Lookup, h: int, with_labels: 
     f["n_remits"] = sel(_count(ra, n, rk))
     f["remit_paid"] = sel(_sum(ra, np.nan_to_num(p.r_paid), n, rk))
     last_r = _last(ra, n, rk, p.r_status, p.r_day)
-    f["last_remit_status"] = sel(_take(np.array(CLAIM_STATUSES, dtype=object), np.where(
-        last_r >= 0, p.r_status[np.maximum(last_r, 0)] if len(p.r_status) else -1, -1), "none"))
+    f["last_remit_status"] = sel(
+        _take(
+            np.array(CLAIM_STATUSES, dtype=object),
+            np.where(last_r >= 0, p.r_status[np.maximum(last_r, 0)] if len(p.r_status) else -1, -1),
+            "none",
+        )
+    )
     answered = _count(p.r_claim, len(p.c_ids), rk & (p.r_claim >= 0)) > 0
     waiting = ck & not_void & ~answered
     f["pending_adjudication"] = sel((_count(ca, n, waiting) > 0).astype(np.float64))
@@ -755,8 +872,9 @@ def _account_block(p: _Prep, t: pd.Timestamp, lk: _Lookup, h: int, with_labels: 
     f["payer_denial_rate"] = lk.payer["denial_rate"][pc]
     f["payer_overturn_rate"] = lk.payer["overturn_rate"][pc]
     grp = sel(last_group)
-    f["payer_group_overturn_rate"] = np.where(grp >= 0, lk.pg_over[pc, np.maximum(grp, 0)],
-                                              lk.payer["overturn_rate"][pc])
+    f["payer_group_overturn_rate"] = np.where(
+        grp >= 0, lk.pg_over[pc, np.maximum(grp, 0)], lk.payer["overturn_rate"][pc]
+    )
     f["payer_paid_to_billed"] = lk.payer["paid_to_billed"][pc]
     f["payer_days_to_pay"] = lk.payer["days_to_pay"][pc]
     f["proc_family_denial_rate"] = lk.fam["denial_rate"][sel(acct_fam)]
@@ -781,8 +899,9 @@ def _open_denials(p: _Prep, T: int, dk: np.ndarray) -> np.ndarray:
     return dk & is_latest & (p.d_paid_day > T) & (p.d_close_day > T)
 
 
-def _frame(blocks: list[tuple[pd.Timestamp, dict[str, np.ndarray]]], key: str, names: list[str],
-           labels: list[str]) -> pd.DataFrame:
+def _frame(
+    blocks: list[tuple[pd.Timestamp, dict[str, np.ndarray]]], key: str, names: list[str], labels: list[str]
+) -> pd.DataFrame:
     cols = [key, "as_of", *names, *labels]
     parts = []
     for t, b in blocks:
@@ -803,8 +922,9 @@ def _stats_for(ds: Dataset, p: _Prep, stats: pd.DataFrame | None, t: pd.Timestam
     return _lookup(stats, p, t)
 
 
-def account_features(ds: Dataset, as_of, stats: pd.DataFrame | None = None, horizon_days: int = 60,
-                     with_labels: bool = True) -> pd.DataFrame:
+def account_features(
+    ds: Dataset, as_of, stats: pd.DataFrame | None = None, horizon_days: int = 60, with_labels: bool = True
+) -> pd.DataFrame:
     """One row per open account per as-of date (sorted by as_of, account_id).
 
     Columns: `account_id`, `as_of`, the features of `account_feature_names()` and, with
@@ -812,8 +932,10 @@ def account_features(ds: Dataset, as_of, stats: pd.DataFrame | None = None, hori
     extract date). `stats=None` computes the pooled statistics per as-of date from `ds`; a stats
     table (from `pooled_stats`) is used for every date instead (serving)."""
     p = _prepare(ds)
-    blocks = [(t, _account_block(p, t, _stats_for(ds, p, stats, t, 120), horizon_days, with_labels))
-              for t in _as_dates(as_of)]
+    blocks = [
+        (t, _account_block(p, t, _stats_for(ds, p, stats, t, 120), horizon_days, with_labels))
+        for t in _as_dates(as_of)
+    ]
     labels = ["label_paid", "label_recovered"] if with_labels else []
     return _frame(blocks, "account_id", account_feature_names(), labels)
 
@@ -821,7 +943,9 @@ def account_features(ds: Dataset, as_of, stats: pd.DataFrame | None = None, hori
 # ------------------------------------------------------------------ denial features
 
 
-def _denial_block(p: _Prep, t: pd.Timestamp, lk: _Lookup, h2: int, with_labels: bool) -> dict[str, np.ndarray]:
+def _denial_block(
+    p: _Prep, t: pd.Timestamp, lk: _Lookup, h2: int, with_labels: bool
+) -> dict[str, np.ndarray]:
     T = _day(t)
     dk = (p.d_day <= T) & (p.d_acct >= 0)
     open_ = _open_denials(p, T, dk)
@@ -832,7 +956,8 @@ def _denial_block(p: _Prep, t: pd.Timestamp, lk: _Lookup, h2: int, with_labels: 
     acct = p.d_acct[rows]
     payer = p.c_payer[claim]
     f: dict[str, np.ndarray] = {
-        "claim_id": p.c_ids[claim], "account_id": p.acct_ids[acct],
+        "claim_id": p.c_ids[claim],
+        "account_id": p.acct_ids[acct],
         "denial_date": (p.d_day[rows] - _OFF).astype("datetime64[D]").astype("datetime64[ns]"),
     }
     f["carc"] = np.where(pd.isna(p.d_carc[rows]), "none", p.d_carc[rows]).astype(object)
@@ -861,7 +986,7 @@ def _denial_block(p: _Prep, t: pd.Timestamp, lk: _Lookup, h2: int, with_labels: 
         order = np.argsort(a_key, kind="stable")
         a_key, a_lvl = a_key[order], p.a_level[ak][order]
         hi = np.searchsorted(a_key, fam * _BIG + T, side="right") - 1  # the last appeal ≤ T of the family
-        okk = (hi >= 0)
+        okk = hi >= 0
         hit = a_key[np.maximum(hi, 0)]
         okk &= (hit // _BIG == fam) & (hit % _BIG >= p.d_day[rows])
         lvl = np.where(okk, a_lvl[np.maximum(hi, 0)], 0).astype(np.float64)
@@ -874,8 +999,10 @@ def _denial_block(p: _Prep, t: pd.Timestamp, lk: _Lookup, h2: int, with_labels: 
     # denials of the same account before this one (known by T)
     da_all = p.d_acct[dk]
     key_all = np.sort(da_all * _BIG + p.d_day[dk])
-    f["n_prior_denials"] = (np.searchsorted(key_all, acct * _BIG + p.d_day[rows], side="left")
-                            - np.searchsorted(key_all, acct * _BIG, side="left")).astype(np.float64)
+    f["n_prior_denials"] = (
+        np.searchsorted(key_all, acct * _BIG + p.d_day[rows], side="left")
+        - np.searchsorted(key_all, acct * _BIG, side="left")
+    ).astype(np.float64)
     pc = np.where(payer >= 0, payer, len(p.pay_ids))
     f["payer_denial_rate"] = lk.payer["denial_rate"][pc]
     f["payer_overturn_rate"] = lk.payer["overturn_rate"][pc]
@@ -895,8 +1022,9 @@ def _denial_block(p: _Prep, t: pd.Timestamp, lk: _Lookup, h2: int, with_labels: 
     return f
 
 
-def denial_features(ds: Dataset, as_of, stats: pd.DataFrame | None = None, horizon_days: int = 120,
-                    with_labels: bool = True) -> pd.DataFrame:
+def denial_features(
+    ds: Dataset, as_of, stats: pd.DataFrame | None = None, horizon_days: int = 120, with_labels: bool = True
+) -> pd.DataFrame:
     """One row per open denial per as-of date (sorted by as_of, claim_id).
 
     Columns: `claim_id`, `account_id`, `as_of`, `denial_date`, the features of
@@ -905,9 +1033,17 @@ def denial_features(ds: Dataset, as_of, stats: pd.DataFrame | None = None, horiz
     family is paid within (denial_date, denial_date + horizon]; NaN when not worked or the window
     passes the extract date)."""
     p = _prepare(ds)
-    blocks = [(t, _denial_block(p, t, _stats_for(ds, p, stats, t, horizon_days), horizon_days, with_labels))
-              for t in _as_dates(as_of)]
+    blocks = [
+        (t, _denial_block(p, t, _stats_for(ds, p, stats, t, horizon_days), horizon_days, with_labels))
+        for t in _as_dates(as_of)
+    ]
     labels = ["worked", "label_overturn"] if with_labels else []
     out = _frame(blocks, "claim_id", ["account_id", "denial_date", *denial_feature_names()], labels)
-    return out[["claim_id", "account_id", "as_of", *[c for c in out.columns
-                                                      if c not in ("claim_id", "account_id", "as_of")]]]
+    return out[
+        [
+            "claim_id",
+            "account_id",
+            "as_of",
+            *[c for c in out.columns if c not in ("claim_id", "account_id", "as_of")],
+        ]
+    ]
