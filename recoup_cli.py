@@ -163,6 +163,122 @@ def ingest_x12(
 
 
 # --- train / evaluate / promote / demo ---
+TrackingUri = Annotated[
+    Optional[str],
+    typer.Option("--tracking-uri", help="MLflow tracking URI (default: MLFLOW_TRACKING_URI, else ./mlflow.db)."),
+]
+ConfigOpt = Annotated[Optional[Path], typer.Option("--config", help="Training config (YAML); defaults fill the rest.")]
+
+
+def _read_or_fail(data: str, extract_date: str | None = None):
+    from features.contract import ContractError
+    from features.data import read_dataset
+
+    try:
+        return read_dataset(data, extract_date=extract_date)
+    except ContractError as err:
+        _fail(str(err))
+
+
+def _print_metrics(reports, keys: list[str]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="test period")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    merged = {k: v for rep in reports for k, v in rep.metrics.items()}
+    for k in keys:
+        if k in merged:
+            table.add_row(k, f"{merged[k]:.4f}")
+    Console(stderr=False).print(table)
+
+
+HEADLINE_METRICS = [
+    "test_snapshots", "roc_auc", "truth_roc_auc", "pr_auc", "brier", "ece", "expected_to_actual_dollars",
+    "recovery_at_20_model", "recovery_at_20_perfect", "recovery_at_20_largest_balance", "recovery_at_20_oldest",
+    "recovery_at_20_random", "recovery_at_20_vs_perfect", "overturn_roc_auc", "overturn_ece",
+    "overturn_recovery_at_20_model", "overturn_recovery_at_20_perfect", "overturn_recovery_at_20_largest_billed",
+]
+
+
+@app.command()
+def train(
+    data: DataArg,
+    config: ConfigOpt = None,
+    tracking_uri: TrackingUri = None,
+    extract_date: ExtractDate = None,
+    report_dir: Annotated[Optional[Path], typer.Option("--report-dir", help="Also write the evaluation here.")] = None,
+) -> None:
+    """Train the payment and overturn models, evaluate them, and register the bundle in MLflow."""
+    from training.config import load_config
+    from training.train import train_and_register
+
+    _setup_logging()
+    cfg = load_config(config)
+    ds = _read_or_fail(data, extract_date)
+    try:
+        _, _, reports, reg = train_and_register(ds, cfg, tracking_uri, report_dir)
+    except ValueError as err:
+        _fail(str(err))
+    _print_metrics(reports, HEADLINE_METRICS)
+    typer.echo(f"registered {reg.name} version {reg.version} as {reg.alias} (run {reg.run_id})")
+
+
+@app.command()
+def evaluate(
+    data: DataArg,
+    config: ConfigOpt = None,
+    tracking_uri: TrackingUri = None,
+    model_alias: Annotated[str, typer.Option("--model-alias", help="Registry alias to evaluate.")] = "champion",
+    model_version: Annotated[Optional[str], typer.Option("--model-version", help="A version instead.")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", help="Folder for metrics, tables and plots.")] = None,
+    extract_date: ExtractDate = None,
+) -> None:
+    """Evaluate a registered model on the data's most recent test period (metrics, slices, plots)."""
+    from training.config import load_config
+    from training.tracking import load_bundle
+    from training.train import build_snapshots, evaluate_model
+
+    _setup_logging()
+    cfg = load_config(config)
+    ds = _read_or_fail(data, extract_date)
+    try:
+        model = load_bundle(cfg["mlflow"]["registered_model"], model_alias, model_version, tracking_uri)
+        reports = evaluate_model(model, build_snapshots(ds, cfg), cfg, ds.source)
+    except (LookupError, ValueError) as err:
+        _fail(str(err))
+    if out is not None:
+        for rep in reports:
+            rep.save(out)
+        typer.echo(f"wrote the evaluation to {out}")
+    _print_metrics(reports, HEADLINE_METRICS)
+
+
+@app.command()
+def promote(
+    data: DataArg,
+    config: ConfigOpt = None,
+    tracking_uri: TrackingUri = None,
+    force: Annotated[bool, typer.Option("--force", help="Promote even when the gate says no.")] = False,
+    extract_date: ExtractDate = None,
+) -> None:
+    """Compare challenger with champion on the same recent test period; move `champion` if it passes."""
+    from training.config import load_config
+    from training.tracking import promote as promote_fn
+    from training.train import build_snapshots
+
+    _setup_logging()
+    cfg = load_config(config)
+    ds = _read_or_fail(data, extract_date)
+    try:
+        decision = promote_fn(build_snapshots(ds, cfg), cfg, tracking_uri, force=force)
+    except (LookupError, ValueError) as err:
+        _fail(str(err))
+    typer.echo(("promoted: " if decision.promoted else "not promoted: ") + decision.reason)
+    if not decision.promoted and decision.challenger_version is not None:
+        raise typer.Exit(3)
+
 # --- score / load / serve ---
 
 

@@ -42,7 +42,7 @@ PLAN_STATES = (PLAN_3, PLAN_2, PLAN_1)
 (EV_CHARGE, EV_SUBMIT, EV_PAID, EV_DENY, EV_WORK, EV_OVERTURN, EV_UPHELD, EV_DENIAL_WO, EV_SEC_PAID,
  EV_PAT_PAY, EV_PLAN_START, EV_INSTALLMENT, EV_PLAN_DEFAULT, EV_FA_APP, EV_CHARITY, EV_FA_DENIED,
  EV_BANKRUPTCY, EV_BK_WO, EV_AGENCY, EV_REVERSAL, EV_STATEMENT, EV_CALL_ATTEMPT, EV_CALL_CONTACT,
- EV_NONE) = range(24)
+ EV_LETTER, EV_NONE) = range(25)
 
 # ----------------------------------------------------------------------------- defaults
 PAYER_CLASSES = ["medicare", "medicaid", "commercial", "managed_care", "workers_comp", "other"]
@@ -231,7 +231,7 @@ def _draw_accounts(rng: np.random.Generator, n: int, first: int, n_days: int, pa
     # patient behaviour: a latent propensity per patient, observed only through what they do
     n_patients = max(int(n / 1.25), 1)
     patient = rng.integers(0, n_patients, n)
-    prop = np.exp(rng.normal(0, 0.45, n_patients))[patient]
+    prop = np.exp(rng.normal(0, 0.2, n_patients))[patient]
     P["patient"] = patient
     age_f = np.where(P["age"] >= 65, 1.3, np.where(P["age"] < 18, 1.1, 1.0))
     bal_f = 1.0 / np.sqrt(1.0 + P["pt_rem"] / 400.0)
@@ -323,7 +323,8 @@ def _edges(s: int, d: int, P: dict, ix: np.ndarray, contact: np.ndarray | None):
                (BANKRUPT, one * 0.00015, EV_BANKRUPTCY, None),
                (s, P["p_reversal"][ix] * (~P["selfpay"][ix]), EV_REVERSAL, None)]
         if s < PAT_4:
-            out.append((s + 1, one * [1 / 40, 1 / 60, 1 / 60][stage], EV_NONE, None))
+            # each step into a later collection stage sends the next dunning letter (and is seen as one)
+            out.append((s + 1, one * [1 / 40, 1 / 60, 1 / 60][stage], EV_LETTER, None))
         else:
             out.append((CLOSED_AGENCY, one / 45.0, EV_AGENCY, None))
         return out
@@ -683,7 +684,7 @@ def _build_tables(P: dict, events, payers: pd.DataFrame, start: pd.Timestamp) ->
     act_map = {EV_STATEMENT: "statement", EV_CALL_ATTEMPT: "call_attempt", EV_CALL_CONTACT: "call_contact",
                EV_PLAN_START: "payment_plan_start", EV_PLAN_DEFAULT: "payment_plan_default",
                EV_FA_APP: "financial_assistance_application", EV_BANKRUPTCY: "bankruptcy_notice",
-               EV_AGENCY: "agency_placement"}
+               EV_AGENCY: "agency_placement", EV_LETTER: "letter"}
     acts = ev[ev.kind.isin(list(act_map))]
     activities = pd.DataFrame({
         "activity_id": _ids("AC", acts["gid"].to_numpy()) + "-" + acts["n_in_acct"].astype(str).to_numpy(),

@@ -1,0 +1,189 @@
+"""The recoup model bundle: payment, amount and overturn LightGBM models with their calibrators,
+category vocabularies, feature spec and the point-in-time statistics table.
+
+`RecoupModel` follows scikit-learn's conventions (no work in `__init__`, `fit` returns self, learned
+attributes end in `_`). It works on the feature frames of `features.snapshot` and encodes them to
+a float matrix itself, so pandas categorical dtypes never cross a process boundary: an unseen or
+missing category becomes NaN (LightGBM's "missing"), never a new column or a crash.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+from sklearn.isotonic import IsotonicRegression
+from sklearn.linear_model import LogisticRegression
+
+from features.definitions import account_feature_names, categorical_features, denial_feature_names
+
+log = logging.getLogger(__name__)
+
+_OWN_KEYS = ("early_stopping_rounds", "monotone_increasing")
+
+
+@dataclass
+class Calibrator:
+    """A monotone map from raw score to probability, stored as plain arrays (fast, portable)."""
+
+    kind: str
+    x: np.ndarray
+    y: np.ndarray
+
+    @classmethod
+    def fit(cls, kind: str, raw: np.ndarray, label: np.ndarray) -> Calibrator:
+        if kind == "isotonic":
+            iso = IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0).fit(raw, label)
+            return cls("isotonic", np.asarray(iso.X_thresholds_, float), np.asarray(iso.y_thresholds_, float))
+        if kind == "sigmoid":
+            lr = LogisticRegression(C=1e6).fit(_logit(raw).reshape(-1, 1), label)
+            return cls("sigmoid", np.array([lr.coef_[0, 0]]), np.array([lr.intercept_[0]]))
+        raise ValueError(f"unknown calibration {kind!r} (isotonic or sigmoid)")
+
+    def __call__(self, raw: np.ndarray) -> np.ndarray:
+        if self.kind == "isotonic":
+            return np.interp(raw, self.x, self.y)
+        return 1.0 / (1.0 + np.exp(-(self.x[0] * _logit(raw) + self.y[0])))
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(p, 1e-6, 1 - 1e-6)
+    return np.log(p / (1 - p))
+
+
+class FeatureEncoder:
+    """Feature frame -> float matrix with stored category vocabularies."""
+
+    def __init__(self, columns: list[str], categorical: list[str]):
+        self.columns = columns
+        self.categorical = categorical
+
+    def fit(self, df: pd.DataFrame) -> FeatureEncoder:
+        self.vocab_ = {}
+        for col in self.categorical:
+            counts = df[col].dropna().astype(str).value_counts()
+            # most frequent first, ties by name: the same data always gives the same codes
+            self.vocab_[col] = sorted(counts.index, key=lambda v: (-counts[v], v))
+        self.cat_index_ = [self.columns.index(c) for c in self.categorical]
+        return self
+
+    def transform(self, df: pd.DataFrame) -> np.ndarray:
+        missing = [c for c in self.columns if c not in df.columns]
+        if missing:
+            raise ValueError(f"feature frame lacks columns: {', '.join(missing)}")
+        X = np.empty((len(df), len(self.columns)), dtype=np.float64)
+        for j, col in enumerate(self.columns):
+            values = df[col]
+            if col in self.vocab_:
+                codes = pd.Categorical(values.astype(object).where(values.notna(), None),
+                                       categories=self.vocab_[col]).codes.astype(np.float64)
+                codes[codes < 0] = np.nan  # unseen or missing category: LightGBM's "missing"
+                X[:, j] = codes
+            else:
+                X[:, j] = pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+        return X
+
+
+def _lgbm_params(cfg: dict, seed: int) -> dict:
+    params = {k: v for k, v in cfg.items() if k not in _OWN_KEYS}
+    params.update(random_state=seed, n_jobs=2, verbose=-1, deterministic=True, force_col_wise=True)
+    return params
+
+
+class RecoupModel:
+    """Both models of recoup in one fitted object (the registered bundle)."""
+
+    def __init__(self, config: dict):
+        self.config = config
+
+    # ----------------------------------------------------------------- fitting
+
+    def fit(self, acc_train: pd.DataFrame, acc_valid: pd.DataFrame, den_train: pd.DataFrame,
+            den_valid: pd.DataFrame, stats: pd.DataFrame) -> RecoupModel:
+        cfg, seed = self.config, int(self.config["seed"])
+        self.account_features_ = account_feature_names()
+        self.denial_features_ = denial_feature_names()
+        self.account_encoder_ = FeatureEncoder(self.account_features_, categorical_features("account")).fit(acc_train)
+        self.denial_encoder_ = FeatureEncoder(self.denial_features_, categorical_features("denial")).fit(den_train)
+        self.stats_ = stats.reset_index(drop=True)
+        self.horizon_days_ = int(cfg["horizon_days"])
+        self.overturn_horizon_days_ = int(cfg["overturn_horizon_days"])
+
+        Xt, Xv = self.account_encoder_.transform(acc_train), self.account_encoder_.transform(acc_valid)
+        yt, yv = acc_train["label_paid"].to_numpy(float), acc_valid["label_paid"].to_numpy(float)
+        cats = self.account_encoder_.cat_index_
+
+        pm = cfg["payment_model"]
+        self.payment_ = lgb.LGBMClassifier(**_lgbm_params(pm, seed))
+        self.payment_.fit(Xt, yt, eval_set=[(Xv, yv)], categorical_feature=cats,
+                          callbacks=[lgb.early_stopping(pm["early_stopping_rounds"], verbose=False)])
+        self.payment_calibrator_ = Calibrator.fit(cfg["calibration"], self._raw_payment(Xv), yv)
+
+        am = cfg["amount_model"]
+        mono = [1 if c in am.get("monotone_increasing", []) else 0 for c in self.account_features_]
+        self.amount_ = lgb.LGBMRegressor(**_lgbm_params(am, seed), monotone_constraints=mono,
+                                         monotone_constraints_method="intermediate")
+        rt = np.clip(acc_train["label_recovered"].to_numpy(float), 0, None)
+        rv = np.clip(acc_valid["label_recovered"].to_numpy(float), 0, None)
+        self.amount_.fit(Xt, rt, eval_set=[(Xv, rv)], categorical_feature=cats,
+                         callbacks=[lgb.early_stopping(am["early_stopping_rounds"], verbose=False)])
+        # Tweedie's mean can drift a little; one scalar fitted on validation keeps dollars honest.
+        pred_v = self.amount_.predict(Xv)
+        self.amount_scale_ = float(rv.sum() / pred_v.sum()) if pred_v.sum() > 0 else 1.0
+
+        om = cfg["overturn_model"]
+        Dt, Dv = self.denial_encoder_.transform(den_train), self.denial_encoder_.transform(den_valid)
+        dt, dv = den_train["label_overturn"].to_numpy(float), den_valid["label_overturn"].to_numpy(float)
+        self.overturn_ = lgb.LGBMClassifier(**_lgbm_params(om, seed))
+        self.overturn_.fit(Dt, dt, eval_set=[(Dv, dv)], categorical_feature=self.denial_encoder_.cat_index_,
+                           callbacks=[lgb.early_stopping(om["early_stopping_rounds"], verbose=False)])
+        self.overturn_calibrator_ = Calibrator.fit(cfg["calibration"], self._raw_overturn(Dv), dv)
+        return self
+
+    # ----------------------------------------------------------------- scoring
+
+    def _raw_payment(self, X: np.ndarray) -> np.ndarray:
+        return self.payment_.booster_.predict(X, num_iteration=self.payment_.best_iteration_ or None)
+
+    def _raw_overturn(self, X: np.ndarray) -> np.ndarray:
+        return self.overturn_.booster_.predict(X, num_iteration=self.overturn_.best_iteration_ or None)
+
+    def score_accounts(self, features: pd.DataFrame) -> pd.DataFrame:
+        """p_payment (calibrated) and expected_recovery (gross dollars in H) per feature row."""
+        X = self.account_encoder_.transform(features)
+        return self.score_account_matrix(X, index=features.index)
+
+    def score_account_matrix(self, X: np.ndarray, index=None) -> pd.DataFrame:
+        p = self.payment_calibrator_(self._raw_payment(X)) if len(X) else np.zeros(0)
+        amount = (self.amount_.booster_.predict(X, num_iteration=self.amount_.best_iteration_ or None)
+                  * self.amount_scale_) if len(X) else np.zeros(0)
+        return pd.DataFrame({"p_payment": p, "expected_recovery": amount}, index=index)
+
+    def score_denials(self, features: pd.DataFrame) -> pd.DataFrame:
+        """p_overturn (calibrated, given worked) and expected overturn dollars per open denial."""
+        X = self.denial_encoder_.transform(features)
+        p = self.overturn_calibrator_(self._raw_overturn(X)) if len(X) else np.zeros(0)
+        ratio = pd.to_numeric(features["payer_paid_to_billed"], errors="coerce").fillna(0.0).to_numpy()
+        expected_paid = pd.to_numeric(features["billed"], errors="coerce").fillna(0.0).to_numpy() * ratio
+        return pd.DataFrame({"p_overturn": p, "expected_recovery": p * expected_paid}, index=features.index)
+
+    def account_contributions(self, features: pd.DataFrame) -> np.ndarray:
+        """TreeSHAP contributions of the amount model (n × (features + 1)), LightGBM's own."""
+        X = self.account_encoder_.transform(features)
+        return self.amount_.booster_.predict(X, num_iteration=self.amount_.best_iteration_ or None,
+                                             pred_contrib=True)
+
+    def denial_contributions(self, features: pd.DataFrame) -> np.ndarray:
+        X = self.denial_encoder_.transform(features)
+        return self.overturn_.booster_.predict(X, num_iteration=self.overturn_.best_iteration_ or None,
+                                               pred_contrib=True)
+
+    def feature_importance(self) -> pd.DataFrame:
+        return pd.DataFrame({
+            "feature": self.account_features_,
+            "payment_gain": self.payment_.booster_.feature_importance("gain"),
+            "amount_gain": self.amount_.booster_.feature_importance("gain"),
+        }).sort_values("amount_gain", ascending=False)

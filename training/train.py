@@ -1,0 +1,162 @@
+"""Training: snapshots at monthly as-of dates, time-based splits, fit, evaluate, log to MLflow."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from features.data import Dataset
+from features.snapshot import account_features, denial_features, pooled_stats
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Snapshots:
+    """Training material: account and denial snapshots with labels, split by as-of date."""
+
+    accounts: pd.DataFrame
+    denials: pd.DataFrame
+    train_dates: list[pd.Timestamp]
+    valid_dates: list[pd.Timestamp]
+    test_dates: list[pd.Timestamp]
+
+    def part(self, which: str, kind: str = "accounts") -> pd.DataFrame:
+        dates = {"train": self.train_dates, "valid": self.valid_dates, "test": self.test_dates}[which]
+        df = self.accounts if kind == "accounts" else self.denials
+        return df[df["as_of"].isin(dates)].reset_index(drop=True)
+
+
+def as_of_dates(ds: Dataset, cfg: dict) -> list[pd.Timestamp]:
+    """Monthly as-of dates whose payment label window ends by the extract date."""
+    first_service = ds["accounts"]["service_date"].min()
+    start = first_service + pd.Timedelta(days=int(cfg["snapshots"]["warmup_days"]))
+    last = ds.extract_date - pd.Timedelta(days=int(cfg["horizon_days"]))
+    dates = list(pd.date_range(start, last, freq=cfg["snapshots"]["frequency"]))
+    return dates[-int(cfg["snapshots"]["max_as_of_dates"]):]
+
+
+def split_dates(dates: list[pd.Timestamp], cfg: dict) -> tuple[list, list, list]:
+    """Train / validation / test as-of dates; a training label window ends by the first validation date."""
+    n_test, n_valid = int(cfg["split"]["test_dates"]), int(cfg["split"]["valid_dates"])
+    if len(dates) < n_test + n_valid + 2:
+        raise ValueError(
+            f"the data gives {len(dates)} as-of dates with complete labels; training needs at least "
+            f"{n_test + n_valid + 2} (test {n_test}, validation {n_valid}, 2 to train): use a longer history")
+    test, valid = dates[-n_test:], dates[-n_test - n_valid:-n_test]
+    cut = valid[0]
+    h = pd.Timedelta(days=int(cfg["horizon_days"]))
+    train = [t for t in dates[:-n_test - n_valid] if t + h <= cut]
+    if not train:
+        raise ValueError("no training as-of date has its label window end before the validation period")
+    return train, valid, test
+
+
+def build_snapshots(ds: Dataset, cfg: dict) -> Snapshots:
+    dates = as_of_dates(ds, cfg)
+    train, valid, test = split_dates(dates, cfg)
+    used = train + valid + test
+    t0 = time.perf_counter()
+    acc = account_features(ds, used, horizon_days=int(cfg["horizon_days"]))
+    acc = acc[acc["label_paid"].notna()].reset_index(drop=True)
+    den = denial_features(ds, used, horizon_days=int(cfg["overturn_horizon_days"]))
+    den = den[den["label_overturn"].notna()].reset_index(drop=True)
+    # a training denial's label window must also end before validation starts
+    h2 = pd.Timedelta(days=int(cfg["overturn_horizon_days"]))
+    in_train = den["as_of"].isin(train)
+    den = den[~in_train | (den["denial_date"] + h2 <= valid[0])].reset_index(drop=True)
+    log.info("built %d account and %d denial snapshots at %d as-of dates in %.1fs",
+             len(acc), len(den), len(used), time.perf_counter() - t0)
+    return Snapshots(acc, den, train, valid, test)
+
+
+def data_fingerprint(ds: Dataset) -> dict:
+    """Row counts, date range and a content hash of the inputs (no row values leave this function)."""
+    h = hashlib.sha256()
+    for name in sorted(ds.tables):
+        df = ds.tables[name]
+        h.update(name.encode())
+        h.update(pd.util.hash_pandas_object(df.sort_values(list(df.columns[:1])), index=False).to_numpy().tobytes())
+    return {
+        "rows": {n: int(len(df)) for n, df in sorted(ds.tables.items())},
+        "first_service_date": str(ds["accounts"]["service_date"].min().date()),
+        "extract_date": str(ds.extract_date.date()),
+        "sha256": h.hexdigest(),
+    }
+
+
+def train_model(ds: Dataset, cfg: dict, snapshots: Snapshots | None = None):
+    """Fit the bundle on the training dates; returns (model, snapshots)."""
+    from training.model import RecoupModel
+
+    snaps = snapshots or build_snapshots(ds, cfg)
+    for kind in ("accounts", "denials"):
+        for which in ("train", "valid"):
+            part = snaps.part(which, kind)
+            if len(part) == 0:
+                raise ValueError(f"no labelled {kind} snapshots in the {which} period")
+            label = "label_paid" if kind == "accounts" else "label_overturn"
+            if part[label].nunique() < 2:
+                raise ValueError(f"the {which} {kind} snapshots have only one label value")
+    stats = pooled_stats(ds, ds.extract_date, horizon_days=int(cfg["overturn_horizon_days"]))
+    t0 = time.perf_counter()
+    model = RecoupModel(cfg).fit(snaps.part("train"), snaps.part("valid"), snaps.part("train", "denials"),
+                                 snaps.part("valid", "denials"), stats)
+    log.info("fitted models in %.1fs", time.perf_counter() - t0)
+    return model, snaps
+
+
+def synthetic_input_example(model, n: int = 2) -> pd.DataFrame:
+    """Input example for MLflow made from nothing real: medians are replaced by fixed round values."""
+    rng = np.random.default_rng(0)
+    data = {}
+    for col in model.account_features_:
+        if col in model.account_encoder_.vocab_:
+            vocab = model.account_encoder_.vocab_[col]
+            data[col] = [vocab[0] if vocab else None] * n
+        else:
+            data[col] = np.round(rng.uniform(0, 100, n), 0)
+    return pd.DataFrame(data)
+
+
+def read_truth(source) -> tuple[pd.DataFrame | None, pd.DataFrame | None]:
+    """The simulator's `_truth/` tables beside a dataset folder, when there are any."""
+    from pathlib import Path
+
+    folder = Path(str(source)) / "_truth"
+    if "://" in str(source) or not folder.is_dir():
+        return None, None
+    acc = pd.read_parquet(folder / "accounts.parquet") if (folder / "accounts.parquet").exists() else None
+    den = pd.read_parquet(folder / "denials.parquet") if (folder / "denials.parquet").exists() else None
+    return acc, den
+
+
+def evaluate_model(model, snaps: Snapshots, cfg: dict, source=None) -> list:
+    """Account and denial reports on the test dates (with the perfect ordering when truth exists)."""
+    from training.evaluate import evaluate_accounts, evaluate_denials
+
+    truth_acc, truth_den = read_truth(source) if source is not None else (None, None)
+    reports = [evaluate_accounts(model, snaps.part("test"), cfg, truth_acc)]
+    den_test = snaps.part("test", "denials")
+    if len(den_test):
+        reports.append(evaluate_denials(model, den_test, cfg, truth_den))
+    return reports
+
+
+def train_and_register(ds: Dataset, cfg: dict, tracking_uri: str | None = None, report_dir=None):
+    """`recoup train`: snapshots, fit, evaluate on the test dates, log and register in MLflow."""
+    from training.tracking import log_training_run
+
+    model, snaps = train_model(ds, cfg)
+    reports = evaluate_model(model, snaps, cfg, ds.source)
+    if report_dir is not None:
+        for rep in reports:
+            rep.save(report_dir)
+    registered = log_training_run(model, cfg, data_fingerprint(ds), reports, synthetic_input_example(model),
+                                  tracking_uri)
+    return model, snaps, reports, registered
