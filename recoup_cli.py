@@ -21,7 +21,7 @@ app = typer.Typer(
 
 DataArg = Annotated[str, typer.Argument(help="A folder of Parquet/CSV contract tables, or a SQLAlchemy URL.")]
 ExtractDate = Annotated[
-    Optional[str], typer.Option("--extract-date", help="The dataset's extract date (default: its latest date).")
+    str | None, typer.Option("--extract-date", help="The dataset's extract date (default: its latest date).")
 ]
 
 
@@ -164,10 +164,10 @@ def ingest_x12(
 
 # --- train / evaluate / promote / demo ---
 TrackingUri = Annotated[
-    Optional[str],
+    str | None,
     typer.Option("--tracking-uri", help="MLflow tracking URI (default: MLFLOW_TRACKING_URI, else ./mlflow.db)."),
 ]
-ConfigOpt = Annotated[Optional[Path], typer.Option("--config", help="Training config (YAML); defaults fill the rest.")]
+ConfigOpt = Annotated[Path | None, typer.Option("--config", help="Training config (YAML); defaults fill the rest.")]
 
 
 def _read_or_fail(data: str, extract_date: str | None = None):
@@ -208,7 +208,7 @@ def train(
     config: ConfigOpt = None,
     tracking_uri: TrackingUri = None,
     extract_date: ExtractDate = None,
-    report_dir: Annotated[Optional[Path], typer.Option("--report-dir", help="Also write the evaluation here.")] = None,
+    report_dir: Annotated[Path | None, typer.Option("--report-dir", help="Also write the evaluation here.")] = None,
 ) -> None:
     """Train the payment and overturn models, evaluate them, and register the bundle in MLflow."""
     from training.config import load_config
@@ -231,8 +231,8 @@ def evaluate(
     config: ConfigOpt = None,
     tracking_uri: TrackingUri = None,
     model_alias: Annotated[str, typer.Option("--model-alias", help="Registry alias to evaluate.")] = "champion",
-    model_version: Annotated[Optional[str], typer.Option("--model-version", help="A version instead.")] = None,
-    out: Annotated[Optional[Path], typer.Option("--out", help="Folder for metrics, tables and plots.")] = None,
+    model_version: Annotated[str | None, typer.Option("--model-version", help="A version instead.")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Folder for metrics, tables and plots.")] = None,
     extract_date: ExtractDate = None,
 ) -> None:
     """Evaluate a registered model on the data's most recent test period (metrics, slices, plots)."""

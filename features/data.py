@@ -222,7 +222,8 @@ def pandera_schema(name: str) -> pa.DataFrameSchema:
     for col, c in spec.columns.items():
         checks = []
         if c.enum is not None:
-            checks.append(pa.Check.isin(list(c.enum), error="unknown value (allowed: " + ", ".join(map(str, c.enum)) + ")"))
+            allowed = ", ".join(map(str, c.enum))
+            checks.append(pa.Check.isin(list(c.enum), error=f"unknown value (allowed: {allowed})"))
         if c.non_negative:
             checks.append(pa.Check.ge(0, error="value is negative where the contract requires >= 0"))
         columns[col] = pa.Column(_PANDERA_DTYPE[c.type], checks, nullable=c.nullable, required=c.required)

@@ -489,7 +489,8 @@ def _build_tables(P: dict, events, payers: pd.DataFrame, start: pd.Timestamp) ->
     claim_type = np.where(P["encounter"][ix] == 0, "professional", "institutional")
     claims = [pd.DataFrame({
         "claim_id": _ids("C", first + ix) + "-1", "account_id": acct_id[ix], "payer_id": payer_ids[P["payer_ix"][ix]],
-        "payer_sequence": 1, "claim_type": claim_type, "frequency": "original", "submitted_date": sub["date"].to_numpy(),
+        "payer_sequence": 1, "claim_type": claim_type, "frequency": "original",
+        "submitted_date": sub["date"].to_numpy(),
         "billed_amount": P["charges"][ix],
         "principal_dx": np.array(DX, dtype=object)[P["proc_seed"][ix] % len(DX)], "dx_version": 10,
         "original_claim_id": None,

@@ -143,7 +143,8 @@ def evaluate_accounts(model, test: pd.DataFrame, cfg: dict, truth: pd.DataFrame 
     curve = recovery_curve(df, orderings, "recovered", "account_id")
     rep.tables["recovery_curve"] = curve
     rep.figures["reliability"] = plot_reliability(rep.tables["reliability"], "Payment model calibration (test period)")
-    rep.figures["recovery_curve"] = plot_recovery_curve(curve, "Dollars recovered in 60 days by share of worklist worked")
+    rep.figures["recovery_curve"] = plot_recovery_curve(
+        curve, "Dollars recovered in 60 days by share of worklist worked")
     rep.figures["auc_by_month"] = plot_auc_by_month(rep.tables["auc_by_month"])
     rep.figures["feature_importance"] = plot_importance(model.feature_importance())
     return rep
