@@ -89,8 +89,32 @@ def _day(t) -> int:
     return int(np.datetime64(pd.Timestamp(t).normalize(), "D").astype(np.int64)) + _OFF
 
 
-def _codes(index: pd.Index, values: pd.Series) -> np.ndarray:
-    return index.get_indexer(values.to_numpy(dtype=object)).astype(np.int64)
+_SMALL = 4096  # up to this many values, a dict lookup beats building pandas hash tables
+
+
+class _Keys:
+    """Ids -> integer codes (-1: unknown): a dict for the small inputs of one API request, a
+    pandas hash index (built once, reused by every table that refers to these ids) otherwise."""
+
+    def __init__(self, ids: np.ndarray) -> None:
+        self.ids = ids
+        self._index: pd.Index | None = None
+        self._dict: dict | None = None
+
+    def codes(self, values: pd.Series) -> np.ndarray:
+        vals = values.to_numpy(dtype=object)
+        if len(self.ids) <= _SMALL and len(vals) <= _SMALL:
+            if self._dict is None:
+                self._dict = {k: i for i, k in enumerate(self.ids.tolist())}
+            get = self._dict.get
+            return np.fromiter((get(v, -1) for v in vals.tolist()), dtype=np.int64, count=len(vals))
+        if self._index is None:
+            self._index = pd.Index(self.ids, dtype=object)
+        return self._index.get_indexer(pd.Index(vals, dtype=object)).astype(np.int64)
+
+
+def _codes(keys: _Keys, values: pd.Series) -> np.ndarray:
+    return keys.codes(values)
 
 
 @functools.cache
@@ -99,7 +123,10 @@ def _enum_index(names: tuple[str, ...]) -> pd.Index:
 
 
 def _enum(values: pd.Series, mapping: dict[str, int]) -> np.ndarray:
-    return _enum_index(tuple(mapping)).get_indexer(values.to_numpy(dtype=object)).astype(np.int64)
+    vals = values.to_numpy(dtype=object)
+    if len(vals) <= _SMALL:
+        return np.fromiter((mapping.get(v, -1) for v in vals.tolist()), dtype=np.int64, count=len(vals))
+    return _enum_index(tuple(mapping)).get_indexer(pd.Index(vals, dtype=object)).astype(np.int64)
 
 
 def _num(s: pd.Series) -> np.ndarray:
@@ -252,7 +279,7 @@ def _prepare(ds: Dataset) -> _Prep:
     acc = _empty("accounts", ds)
     ids = acc["account_id"].to_numpy(dtype=object)
     order = np.argsort(ids, kind="stable")  # account codes follow account_id order: sorted output
-    acct_index = pd.Index(ids[order], dtype=object)
+    acct_index = _Keys(ids[order])
     n = len(acc)
 
     def acol(name: str) -> pd.Series:
@@ -260,15 +287,15 @@ def _prepare(ds: Dataset) -> _Prep:
 
     pay = _empty("payers", ds)
     pay = pay.iloc[np.argsort(pay["payer_id"].to_numpy(dtype=object), kind="stable")] if len(pay) > 1 else pay
-    pay_index = pd.Index(pay["payer_id"].to_numpy(dtype=object), dtype=object)
-    pay_ids = pay_index.to_numpy(dtype=object)
+    pay_ids = pay["payer_id"].to_numpy(dtype=object)
+    pay_index = _Keys(pay_ids)
     acct_day = _days(acol("service_date"))
     acct_payer = _codes(pay_index, acol("primary_payer_id"))
 
     # claims: a claim is known from its submission, never before its account's service date
     cl = _empty("claims", ds)
     c_ids = cl["claim_id"].to_numpy(dtype=object)
-    claim_index = pd.Index(c_ids, dtype=object)
+    claim_index = _Keys(c_ids)
     c_acct = _codes(acct_index, cl["account_id"])
     c_day = np.where(c_acct >= 0, np.maximum(_days(cl["submitted_date"]), acct_day[c_acct]), NEVER)
     c_freq = _enum(cl["frequency"], _FREQ)
@@ -355,7 +382,7 @@ def _prepare(ds: Dataset) -> _Prep:
 
     return _Prep(
         n=n,
-        acct_ids=acct_index.to_numpy(dtype=object),
+        acct_ids=acct_index.ids,
         acct_day=acct_day,
         disch_day=np.maximum(_days(acol("discharge_date")), acct_day),
         acct_payer=acct_payer,
@@ -415,7 +442,7 @@ def _denials(ds, rem, r_claim, r_day, r_status, r_paid, c_acct, fam, nc, cl) -> 
     claim or line paid nothing with a non-routine CO/PI/OA CARC; a line on a paid claim = partial)."""
     adj = _empty("adjustments", ds)
     nr = len(rem)
-    a_remit = _codes(pd.Index(rem["remit_id"].to_numpy(dtype=object), dtype=object), adj["remit_id"])
+    a_remit = _codes(_Keys(rem["remit_id"].to_numpy(dtype=object)), adj["remit_id"])
     reason = adj["reason_code"].astype(str).str.strip().to_numpy(dtype=object)
     carc_codes, carc_uniq = pd.factorize(reason, sort=True)  # sorted: the rank is a deterministic tie-break
     routine = np.array([c in routine_carcs() for c in carc_uniq], dtype=bool)
