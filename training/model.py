@@ -141,6 +141,13 @@ class RecoupModel:
         self.overturn_.fit(Dt, dt, eval_set=[(Dv, dv)], categorical_feature=self.denial_encoder_.cat_index_,
                            callbacks=[lgb.early_stopping(om["early_stopping_rounds"], verbose=False)])
         self.overturn_calibrator_ = Calibrator.fit(cfg["calibration"], self._raw_overturn(Dv), dv)
+        # drift reference: aggregates of the training features and of the validation scores
+        from training.drift import build_reference
+
+        vscores = self.score_account_matrix(Xv)
+        numeric = [c for c in self.account_features_ if c not in self.account_encoder_.vocab_]
+        self.drift_reference_ = build_reference(acc_train, numeric, self.account_encoder_.vocab_, {
+            "p_payment": vscores["p_payment"].to_numpy(), "expected_recovery": vscores["expected_recovery"].to_numpy()})
         return self
 
     # ----------------------------------------------------------------- scoring
