@@ -36,13 +36,18 @@ def _synthetic(out: Path, n: int, seed: int, start: str, end: str) -> Path:
     import numpy as np
     import pandas as pd
 
-    from features.data import Dataset, write_dataset
+    from features.data import Dataset, coerce_table, write_dataset
 
     rng = np.random.default_rng(seed)
     t0, t1 = pd.Timestamp(start), pd.Timestamp(end)
     span = (t1 - t0).days
     ids = np.array([f"A{i:08d}" for i in range(n)], dtype=object)
-    svc = t0 + pd.to_timedelta(rng.integers(0, span - 60, n), "D")
+
+    def days(k: int, lo: int, hi: int) -> np.ndarray:
+        return rng.integers(lo, hi, k).astype("timedelta64[D]")
+
+    end_day = np.datetime64(t1.date(), "D")
+    svc = np.datetime64(t0.date(), "D") + days(n, 0, span - 60)
     payers = pd.DataFrame(
         {
             "payer_id": ["P1", "P2", "P3", "SP"],
@@ -60,7 +65,7 @@ def _synthetic(out: Path, n: int, seed: int, start: str, end: str) -> Path:
             "facility_id": "F1",
             "encounter_type": rng.choice(["inpatient", "outpatient", "emergency", "professional"], n),
             "service_date": svc,
-            "discharge_date": svc + pd.to_timedelta(rng.integers(0, 5, n), "D"),
+            "discharge_date": svc + days(n, 0, 5),
             "primary_payer_id": rng.choice(np.array(["P1", "P2", "P3", None], dtype=object), n),
             "patient_age": pd.array(rng.integers(0, 95, n), dtype="Int64"),
             "patient_state": "NY",
@@ -68,7 +73,7 @@ def _synthetic(out: Path, n: int, seed: int, start: str, end: str) -> Path:
         }
     )
     cid = np.array([f"C{i:08d}" for i in range(n)], dtype=object)
-    sub = svc + pd.to_timedelta(rng.integers(1, 20, n), "D")
+    sub = svc + days(n, 1, 20)
     claims = pd.DataFrame(
         {
             "claim_id": cid,
@@ -98,7 +103,7 @@ def _synthetic(out: Path, n: int, seed: int, start: str, end: str) -> Path:
     denied = rng.random(n) < 0.12
     paid = np.where(denied, 0.0, np.round(charges * rng.uniform(0.3, 0.8, n), 2))
     rid = np.array([f"R{i:08d}" for i in range(n)], dtype=object)
-    rec = sub + pd.to_timedelta(rng.integers(5, 45, n), "D")
+    rec = sub + days(n, 5, 45)
     rem = pd.DataFrame(
         {
             "remit_id": rid,
@@ -136,7 +141,7 @@ def _synthetic(out: Path, n: int, seed: int, start: str, end: str) -> Path:
             pd.DataFrame(
                 {
                     "account_id": ids[who],
-                    "posted_date": svc[who] + pd.to_timedelta(rng.integers(30, 200, k), "D"),
+                    "posted_date": svc[who] + days(k, 30, 200),
                     "txn_type": rng.choice(["patient_payment", "contractual_adjustment"], k),
                     "amount": np.round(rng.uniform(5, 200, k), 2),
                 }
@@ -144,7 +149,7 @@ def _synthetic(out: Path, n: int, seed: int, start: str, end: str) -> Path:
         ],
         ignore_index=True,
     )
-    tx["posted_date"] = tx["posted_date"].clip(upper=t1)
+    tx["posted_date"] = np.minimum(tx["posted_date"].to_numpy(), end_day.astype("datetime64[ns]"))
     tx.insert(0, "txn_id", np.array([f"T{i:09d}" for i in range(len(tx))], dtype=object))
     tx["payer_id"] = None
     who = rng.integers(0, n, 4 * n)
@@ -152,9 +157,7 @@ def _synthetic(out: Path, n: int, seed: int, start: str, end: str) -> Path:
         {
             "activity_id": np.array([f"V{i:09d}" for i in range(len(who))], dtype=object),
             "account_id": ids[who],
-            "activity_date": (svc[who] + pd.to_timedelta(rng.integers(20, 300, len(who)), "D")).clip(
-                upper=t1
-            ),
+            "activity_date": np.minimum(svc[who] + days(len(who), 20, 300), end_day),
             "activity_type": rng.choice(["statement", "call_attempt", "call_contact", "letter"], len(who)),
         }
     )
@@ -183,6 +186,7 @@ def _synthetic(out: Path, n: int, seed: int, start: str, end: str) -> Path:
         "appeals": appeals,
         "activities": act,
     }
+    tables = {k: coerce_table(k, v)[0] for k, v in tables.items()}  # the contract's types, empty tables too
     return write_dataset(Dataset(tables), out)
 
 
@@ -242,7 +246,7 @@ ORDER BY a.account_id
 """
 
 
-def _duckdb(folder: Path, as_of: str, threads: int) -> tuple[float, int]:
+def _duckdb(folder: Path, as_of: str, threads: int):
     import duckdb
 
     con = duckdb.connect()
@@ -250,8 +254,31 @@ def _duckdb(folder: Path, as_of: str, threads: int) -> tuple[float, int]:
     t0 = time.perf_counter()
     res = con.execute(DUCKDB_SQL.format(d=folder, t=as_of))
     table = res.to_arrow_table() if hasattr(res, "to_arrow_table") else res.fetch_arrow_table()
-    n = table.num_rows
-    return time.perf_counter() - t0, n
+    return time.perf_counter() - t0, table
+
+
+def _agreement(feats, table) -> float:
+    """Largest absolute difference between the two engines on the shared aggregates (should be 0)."""
+    import numpy as np
+
+    duck = table.to_pandas().set_index("account_id")
+    ours = feats.set_index("account_id").reindex(duck.index)
+    pairs = {
+        "balance": "balance",
+        "payments_30d": "payments_30d",
+        "payments_365d": "payments_365d",
+        "n_claims": "n_claims",
+        "n_remits": "n_remits",
+        "statements_90d": "st90",
+        "call_attempts_7d": "ca7",
+        "n_patient_payments": "n_patient_payments",
+    }
+    worst = 0.0
+    for mine, theirs in pairs.items():
+        a = ours[mine].astype(float).to_numpy()
+        b = duck[theirs].astype(float).fillna(0).to_numpy()
+        worst = max(worst, float(np.nanmax(np.abs(a - b))) if len(a) else 0.0)
+    return worst
 
 
 def _one_account_ms(ds, as_of: str, stats, repeats: int = 200) -> dict[str, float]:
@@ -325,7 +352,9 @@ def main() -> None:
     stats = pooled_stats(ds, args.as_of)
     one = _one_account_ms(ds, args.as_of, stats)
 
-    duck_s, duck_rows = _duckdb(folder, args.as_of, args.threads)
+    duck_s, duck_table = _duckdb(folder, args.as_of, args.threads)
+    duck_rows = duck_table.num_rows
+    max_abs_diff = _agreement(feats, duck_table)
     aps = n_accounts / feat_s
     print(
         json.dumps(
@@ -344,6 +373,7 @@ def main() -> None:
                 "peak_rss_after_read_gb": round(rss_after_read, 2),
                 "duckdb_core_s": round(duck_s, 2),
                 "duckdb_rows": duck_rows,
+                "duckdb_max_abs_diff": max_abs_diff,
                 "duckdb_threads": args.threads,
                 "ratio_features_to_duckdb": round(feat_s / duck_s, 2),
                 "one_account": one,

@@ -113,17 +113,13 @@ def test_zero_paid_non_routine_carc_is_a_denial_and_line_level_is_partial():
     b.remit(c, "2024-02-01", "processed_primary", 0.0, 0.0, [("CO", "16", 1000.0, None, "M51")])
     a2 = b.account(service_date="2024-01-01", total_charges=800.0)
     c2 = b.claim(a2, "2024-01-05", billed_amount=800.0)
-    b.remit(
-        c2, "2024-02-01", "processed_primary", 500.0, 0.0, [("CO", "45", 100.0, 1), ("CO", "97", 200.0, 2)]
-    )
+    b.remit(c2, "2024-02-01", "processed_primary", 500.0, 0.0, [("CO", "45", 100.0, 1), ("CO", "97", 200.0, 2)])
     ds = b.build("2024-12-31")
     d = denial_features(ds, "2024-02-10").set_index("claim_id")
     assert d.loc[c, "carc"] == "16" and d.loc[c, "carc_group"] == "missing_info"
     assert d.loc[c, "partial_denial"] == 0 and d.loc[c, "rarc_present"] == 1
     assert d.loc[c, "denied_amount"] == 1000.0
-    assert (
-        d.loc[c2, "partial_denial"] == 1 and d.loc[c2, "carc"] == "97" and d.loc[c2, "denied_amount"] == 200.0
-    )
+    assert d.loc[c2, "partial_denial"] == 1 and d.loc[c2, "carc"] == "97" and d.loc[c2, "denied_amount"] == 200.0
     assert d.loc[c2, "carc_group"] == "coding"
 
 
@@ -136,9 +132,7 @@ def test_reversal_undoes_its_payment():
     ds = b.build("2024-12-31")
     assert a not in set(account_features(ds, "2024-02-10")["account_id"])  # paid in full: closed
     after = _one(account_features(ds, "2024-02-21"), a)  # the reversal re-opens it
-    assert (
-        after["balance"] == 600.0 and after["remit_paid"] == 0.0 and after["last_remit_status"] == "reversal"
-    )
+    assert after["balance"] == 600.0 and after["remit_paid"] == 0.0 and after["last_remit_status"] == "reversal"
     assert after["insurance_paid"] == 600.0 and after["payments_30d"] == 0.0  # net of the reversal
     # a label window holding the payment and its reversal: nothing recovered
     early = _one(account_features(ds, "2024-01-20", horizon_days=40), a)
@@ -410,13 +404,9 @@ def _reference_accounts(ds, t: pd.Timestamp, h: int) -> dict[str, dict]:
                 and d0 < x["decision_date"] <= t
                 for x in tables["appeals"]
             )
-            void = any(
-                claims[c]["frequency"] == "void" and d0 <= claims[c]["submitted_date"] <= t
-                for c in fam_claims
-            )
+            void = any(claims[c]["frequency"] == "void" and d0 <= claims[c]["submitted_date"] <= t for c in fam_claims)
             wo = any(
-                x["txn_type"] in ("denial_writeoff", "bad_debt_writeoff") and d0 <= x["posted_date"] <= t
-                for x in txns
+                x["txn_type"] in ("denial_writeoff", "bad_debt_writeoff") and d0 <= x["posted_date"] <= t for x in txns
             )
             n_open += not (paid or over or void or wo)
         appeals = [
@@ -427,9 +417,7 @@ def _reference_accounts(ds, t: pd.Timestamp, h: int) -> dict[str, dict]:
         decided = [x for x in appeals if pd.notna(x["decision_date"]) and x["decision_date"] <= t]
         statements = [x for x in acts if x["activity_type"] == "statement"]
         calls = [x for x in acts if x["activity_type"] == "call_attempt"]
-        plan_start = max(
-            (x["activity_date"] for x in acts if x["activity_type"] == "payment_plan_start"), default=None
-        )
+        plan_start = max((x["activity_date"] for x in acts if x["activity_type"] == "payment_plan_start"), default=None)
         plan_default = max(
             (x["activity_date"] for x in acts if x["activity_type"] == "payment_plan_default"), default=None
         )
@@ -465,9 +453,7 @@ def _reference_accounts(ds, t: pd.Timestamp, h: int) -> dict[str, dict]:
             "statements_90d": win(statements, 90, "activity_date"),
             "call_attempts_7d": win(calls, 7, "activity_date"),
             "days_since_first_statement": days(min((x["activity_date"] for x in statements), default=None)),
-            "plan_active": float(
-                plan_start is not None and (plan_default is None or plan_start > plan_default)
-            ),
+            "plan_active": float(plan_start is not None and (plan_default is None or plan_start > plan_default)),
             "in_bankruptcy": float(any(x["activity_type"] == "bankruptcy_notice" for x in acts)),
             "label_recovered": rec if label_known else np.nan,
             "label_paid": float(rec > 0) if label_known else np.nan,
@@ -505,3 +491,41 @@ def test_agrees_with_the_reference_on_simulated_data(tmp_path):
             for name, value in feats.items():
                 g = got.loc[aid, name]
                 assert (np.isnan(value) and np.isnan(g)) or g == pytest.approx(value, abs=1e-6), (t, name)
+
+
+# ------------------------------------------------------------------ command line
+
+
+def test_features_command_writes_parquet_and_csv(tmp_path):
+    from typer.testing import CliRunner
+
+    from features.data import write_dataset
+    from recoup_cli import app
+
+    ds = random_history(4, 30).build("2024-12-31")
+    write_dataset(ds, tmp_path / "data")
+    runner = CliRunner()
+    res = runner.invoke(
+        app,
+        [
+            "features",
+            str(tmp_path / "data"),
+            "--as-of",
+            "2024-05-01",
+            "--out",
+            str(tmp_path / "f.parquet"),
+            "--denials-out",
+            str(tmp_path / "d.csv"),
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    f = pd.read_parquet(tmp_path / "f.parquet")
+    assert "as_of" not in f.columns and f["account_id"].is_unique  # one date: key account_id
+    assert list(f.columns[:1]) == ["account_id"] and "label_paid" in f.columns
+    assert list(pd.read_csv(tmp_path / "d.csv").columns[:3]) == ["claim_id", "account_id", "as_of"]
+    res = runner.invoke(
+        app, ["features", str(tmp_path / "data"), "--as-of", "2024-05-01,2024-07-01", "--out", str(tmp_path / "f2.csv")]
+    )
+    assert res.exit_code == 0, res.output
+    f2 = pd.read_csv(tmp_path / "f2.csv")
+    assert not f2.duplicated(["account_id", "as_of"]).any() and f2["as_of"].nunique() == 2
