@@ -322,12 +322,11 @@ LEDGER_UP = {"charge", "refund", "payment_reversal"}
 RECOVER = {"insurance_payment": 1, "patient_payment": 1, "payment_reversal": -1, "refund": -1}
 
 
-def _reference_accounts(ds, t: pd.Timestamp, h: int) -> dict[str, dict]:
-    """Per account, per row, in plain Python: the main features and labels."""
+def _ref_tools(ds):
+    """Plain-Python views of a dataset: rows as dicts, claim families, the denial rule."""
     routine = routine_carcs()
     tables = {n: df.to_dict("records") for n, df in ds.tables.items()}
     claims = {c["claim_id"]: c for c in tables["claims"]}
-    remits = {r["remit_id"]: r for r in tables["remittances"]}
     adjs: dict[str, list] = {}
     for x in tables["adjustments"]:
         adjs.setdefault(x["remit_id"], []).append(x)
@@ -352,6 +351,89 @@ def _reference_accounts(ds, t: pd.Timestamp, h: int) -> dict[str, dict]:
             return bool(bad)
         return any(pd.notna(x["line_number"]) for x in bad)
 
+    def paid_between(fam, lo, hi):
+        """The family is paid (or an appeal overturned) in (lo, hi]."""
+        fam_claims = {cid for cid in claims if root(cid) == fam}
+        paid = any(
+            x["claim_id"] in fam_claims
+            and x["claim_status"].startswith("processed")
+            and x["paid_amount"] > 0
+            and lo < x["received_date"] <= hi
+            for x in tables["remittances"]
+        )
+        over = any(
+            x["claim_id"] in fam_claims
+            and x["outcome"] in ("overturned", "partially_overturned")
+            and pd.notna(x["decision_date"])
+            and lo < x["decision_date"] <= hi
+            for x in tables["appeals"]
+        )
+        return paid or over
+
+    def worked_between(fam, lo, hi):
+        """An appeal or a corrected/replacement claim of the family in [lo, hi]."""
+        fam_claims = {cid for cid in claims if root(cid) == fam}
+        fixes = any(
+            claims[c]["frequency"] in ("corrected", "replacement")
+            and claims[c].get("original_claim_id") in claims
+            and lo <= claims[c]["submitted_date"] <= hi
+            for c in fam_claims
+        )
+        appeals = any(x["claim_id"] in fam_claims and lo <= x["submitted_date"] <= hi for x in tables["appeals"])
+        return fixes or appeals
+
+    def closed_between(fam, account_id, lo, hi):
+        fam_claims = {cid for cid in claims if root(cid) == fam}
+        void = any(claims[c]["frequency"] == "void" and lo <= claims[c]["submitted_date"] <= hi for c in fam_claims)
+        wo = any(
+            x["account_id"] == account_id
+            and x["txn_type"] in ("denial_writeoff", "bad_debt_writeoff")
+            and lo <= x["posted_date"] <= hi
+            for x in tables["transactions"]
+        )
+        return void or wo
+
+    def open_denials(account_ids, t):
+        """claim family -> its latest denial remit on or before t, when still open at t."""
+        latest: dict[str, dict] = {}
+        rows = [
+            r
+            for r in tables["remittances"]
+            if claims[r["claim_id"]]["account_id"] in account_ids and r["received_date"] <= t and is_denial(r)
+        ]
+        for r in sorted(rows, key=lambda r: r["received_date"]):
+            latest[root(r["claim_id"])] = r
+        out = {}
+        for fam, r in latest.items():
+            d0, aid = r["received_date"], claims[r["claim_id"]]["account_id"]
+            if not (paid_between(fam, d0, t) or closed_between(fam, aid, d0, t)):
+                out[fam] = r
+        return out
+
+    return tables, claims, root, is_denial, paid_between, worked_between, open_denials
+
+
+def _reference_denials(ds, t: pd.Timestamp, h2: int) -> dict[str, dict]:
+    tables, claims, root, _, paid_between, worked_between, open_denials = _ref_tools(ds)
+    out = {}
+    end_known = ds.extract_date
+    for fam, r in open_denials({a["account_id"] for a in tables["accounts"]}, t).items():
+        d0 = r["received_date"]
+        end = d0 + pd.Timedelta(days=h2)
+        worked = worked_between(fam, d0, min(end, end_known))
+        complete = end <= end_known
+        out[r["claim_id"]] = {
+            "days_since_denial": float((t - d0).days),
+            "already_worked": float(worked_between(fam, d0, t)),
+            "worked": 1.0 if worked else (0.0 if complete else np.nan),
+            "label_overturn": float(paid_between(fam, d0, end)) if (worked and complete) else np.nan,
+        }
+    return out
+
+
+def _reference_accounts(ds, t: pd.Timestamp, h: int) -> dict[str, dict]:
+    """Per account, per row, in plain Python: the main features and labels."""
+    tables, claims, root, is_denial, paid_between, worked_between, open_denials = _ref_tools(ds)
     out = {}
     for acc in tables["accounts"]:
         aid = acc["account_id"]
@@ -382,33 +464,7 @@ def _reference_accounts(ds, t: pd.Timestamp, h: int) -> dict[str, dict]:
         answered = {r["claim_id"] for r in my_remits}
         waiting = [c for c in my_claims if c["frequency"] != "void" and c["claim_id"] not in answered]
         denials = [r for r in my_remits if is_denial(r)]
-        # open denials: the latest of each claim family, with nothing closing it since
-        latest: dict[str, dict] = {}
-        for r in sorted(denials, key=lambda r: r["received_date"]):
-            latest[root(r["claim_id"])] = r
-        n_open = 0
-        for fam, r in latest.items():
-            d0 = r["received_date"]
-            fam_claims = {cid for cid in claims if root(cid) == fam}
-            paid = any(
-                x["claim_id"] in fam_claims
-                and x["claim_status"].startswith("processed")
-                and x["paid_amount"] > 0
-                and d0 < x["received_date"] <= t
-                for x in remits.values()
-            )
-            over = any(
-                x["claim_id"] in fam_claims
-                and x["outcome"] in ("overturned", "partially_overturned")
-                and pd.notna(x["decision_date"])
-                and d0 < x["decision_date"] <= t
-                for x in tables["appeals"]
-            )
-            void = any(claims[c]["frequency"] == "void" and d0 <= claims[c]["submitted_date"] <= t for c in fam_claims)
-            wo = any(
-                x["txn_type"] in ("denial_writeoff", "bad_debt_writeoff") and d0 <= x["posted_date"] <= t for x in txns
-            )
-            n_open += not (paid or over or void or wo)
+        n_open = len(open_denials({aid}, t))
         appeals = [
             x
             for x in tables["appeals"]
@@ -473,6 +529,13 @@ def test_agrees_with_the_per_account_reference(seed):
             for name, value in feats.items():
                 g = got.loc[aid, name]
                 assert (np.isnan(value) and np.isnan(g)) or g == pytest.approx(value, abs=1e-6), (t, name)
+        got_d = denial_features(ds, t).set_index("claim_id")
+        want_d = _reference_denials(ds, t, 120)
+        assert set(got_d.index) == set(want_d), t
+        for cid, feats in want_d.items():
+            for name, value in feats.items():
+                g = got_d.loc[cid, name]
+                assert (np.isnan(value) and np.isnan(g)) or g == value, (t, cid, name)
 
 
 @pytest.mark.slow
@@ -491,6 +554,13 @@ def test_agrees_with_the_reference_on_simulated_data(tmp_path):
             for name, value in feats.items():
                 g = got.loc[aid, name]
                 assert (np.isnan(value) and np.isnan(g)) or g == pytest.approx(value, abs=1e-6), (t, name)
+        got_d = denial_features(ds, t).set_index("claim_id")
+        want_d = _reference_denials(ds, t, 120)
+        assert set(got_d.index) == set(want_d), t
+        for cid, feats in want_d.items():
+            for name, value in feats.items():
+                g = got_d.loc[cid, name]
+                assert (np.isnan(value) and np.isnan(g)) or g == value, (t, cid, name)
 
 
 # ------------------------------------------------------------------ command line
