@@ -81,6 +81,11 @@ def test_stats_given_equals_stats_computed_for_one_date():
     b = account_features(ds, t, stats=pooled_stats(ds, t))
     pd.testing.assert_frame_equal(a, b)
     pd.testing.assert_frame_equal(denial_features(ds, t), denial_features(ds, t, stats=pooled_stats(ds, t)))
+    # a stacked table of several dates: each snapshot uses its own date's statistics
+    dates = ["2024-03-01", "2024-06-15", "2024-09-01"]
+    pd.testing.assert_frame_equal(
+        account_features(ds, dates), account_features(ds, dates, stats=pooled_stats(ds, dates))
+    )
 
 
 # ------------------------------------------------------------------ X12 facts
