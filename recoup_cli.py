@@ -280,6 +280,95 @@ def promote(
         raise typer.Exit(3)
 
 # --- score / load / serve ---
+def _progress_callback(label: str):
+    """A Rich progress bar on a terminal, plain log lines (every 10%) otherwise."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TaskProgressColumn,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    if sys.stderr.isatty():
+        bar = Progress(TextColumn(label), BarColumn(), MofNCompleteColumn(), TaskProgressColumn(),
+                       TextColumn("{task.fields[rate]}"), TimeRemainingColumn(), transient=False)
+        task = bar.add_task(label, total=None, rate="")
+        import time as _time
+
+        start = _time.perf_counter()
+
+        def update(done: int, total: int) -> None:
+            rate = done / max(_time.perf_counter() - start, 1e-9)
+            bar.update(task, completed=done, total=total, rate=f"{rate:,.0f} accounts/s")
+
+        return bar, update
+    log = logging.getLogger("recoup")
+    state = {"next": 0.0}
+
+    def update_plain(done: int, total: int) -> None:
+        if total and done / total >= state["next"]:
+            log.info("%s: %d/%d accounts (%.0f%%)", label, done, total, 100 * done / total)
+            state["next"] = done / total + 0.1
+
+    import contextlib
+
+    return contextlib.nullcontext(), update_plain
+
+
+@app.command()
+def score(
+    data: DataArg,
+    as_of: Annotated[str, typer.Option("--as-of", help="The as-of date (ISO).")],
+    out: Annotated[str, typer.Option("--out", help="Parquet folder, or SQL target postgresql://...#table.")],
+    tracking_uri: TrackingUri = None,
+    model_alias: Annotated[str, typer.Option("--model-alias", help="Registry alias to score with.")] = "champion",
+    model_version: Annotated[str | None, typer.Option("--model-version", help="A version instead.")] = None,
+    model_name: Annotated[str, typer.Option("--model-name", help="Registered model name.")] = "recoup",
+    engine: Annotated[str, typer.Option("--engine", help="local or spark.")] = "local",
+    spark_master: Annotated[str, typer.Option("--spark-master", help="Spark master URL.")] = "local[*]",
+    chunk_size: Annotated[int, typer.Option("--chunk-size", help="Accounts per chunk (local engine).")] = 100_000,
+    reasons_rows: Annotated[int | None, typer.Option("--reasons-rows", help="Explain the top N rows.")] = None,
+    ranking_config: Annotated[Path | None, typer.Option("--ranking-config", help="Ranking YAML.")] = None,
+    extract_date: ExtractDate = None,
+) -> None:
+    """Score every open account and denial at the as-of date and write the ranked worklist."""
+    from features.contract import ContractError
+    from serving.ranking import load_ranking_config
+    from training.tracking import load_bundle
+
+    _setup_logging()
+    try:
+        model = load_bundle(model_name, model_alias, model_version, tracking_uri)
+    except LookupError as err:
+        _fail(str(err))
+    version_label = f"{model.registry_name_}/{model.registry_version_}"
+    cfg = load_ranking_config(ranking_config)
+    try:
+        if engine == "spark":
+            from serving.spark import run_spark_batch
+
+            result = run_spark_batch(data, as_of, out, model, version_label, ranking_cfg=cfg, master=spark_master,
+                                     reasons_rows=reasons_rows, extract_date=extract_date)
+        elif engine == "local":
+            from serving.batch import run_batch
+
+            bar, update = _progress_callback("scoring")
+            with bar:
+                result = run_batch(data, as_of, out, model, version_label, ranking_cfg=cfg, chunk_size=chunk_size,
+                                   reasons_rows=reasons_rows, extract_date=extract_date, progress=update)
+        else:
+            _fail(f"unknown engine {engine!r}: use local or spark", 2)
+    except ContractError as err:
+        _fail(str(err))
+    except ValueError as err:
+        _fail(str(err))
+    for w in result.warnings:
+        typer.secho(f"drift warning: {w}", fg=typer.colors.YELLOW, err=True)
+    typer.echo(f"run {result.run_id}: {result.n_accounts:,} accounts and {result.n_denials:,} denials scored "
+               f"at {result.as_of.date()} with {version_label}; wrote {out}")
+
 
 
 def main() -> None:  # pragma: no cover
