@@ -604,3 +604,14 @@ def test_features_command_writes_parquet_and_csv(tmp_path):
     assert res.exit_code == 0, res.output
     f2 = pd.read_csv(tmp_path / "f2.csv")
     assert not f2.duplicated(["account_id", "as_of"]).any() and f2["as_of"].nunique() == 2
+
+
+def test_small_and_large_id_lookup_paths_agree(monkeypatch):
+    import features.snapshot as snapshot
+
+    ds = random_history(9, 40).build()
+    dates = ["2024-03-01", "2024-06-01"]
+    small_a, small_d = account_features(ds, dates), denial_features(ds, dates)
+    monkeypatch.setattr(snapshot, "_SMALL", 0)  # force the Arrow lookups of large datasets
+    pd.testing.assert_frame_equal(account_features(ds, dates), small_a)
+    pd.testing.assert_frame_equal(denial_features(ds, dates), small_d)
