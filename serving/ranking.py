@@ -7,7 +7,6 @@ Everything is vectorised; TreeSHAP reasons are computed only for the rows that n
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -253,13 +252,6 @@ def _score_denials(den: pd.DataFrame, cfg: dict) -> pd.DataFrame:
 # ----------------------------------------------------------------------------- reasons
 
 
-@functools.cache
-def _readable() -> dict[str, str]:
-    from features.definitions import features_of
-
-    return {f.name: f.description for f in features_of("account")}
-
-
 def _format_value(name: str, value) -> str:
     from features.definitions import carc_descriptions
 
@@ -286,7 +278,6 @@ def _reasons(model, acc: pd.DataFrame, ranked: pd.DataFrame, n_rows: int, top_n:
     sub = acc.iloc[rows]
     contrib = model.account_contributions(sub)[:, :-1]  # last column is the bias
     names = model.account_features_
-    readable = _readable()
     order = np.argsort(-np.abs(contrib), axis=1, kind="stable")[:, :top_n]
     values = sub[names].to_numpy(dtype=object)
     for i, r in enumerate(first):
@@ -296,7 +287,7 @@ def _reasons(model, acc: pd.DataFrame, ranked: pd.DataFrame, n_rows: int, top_n:
             if c == 0:
                 continue
             name = names[j]
-            items.append(f"{'raises' if c > 0 else 'lowers'}: {readable.get(name, name)} = "
+            items.append(f"{'raises' if c > 0 else 'lowers'}: {name.replace('_', ' ')} = "
                          f"{_format_value(name, values[i, j])}")
         out[r] = items
     return out
