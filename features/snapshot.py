@@ -33,7 +33,7 @@ from features.definitions import (
     routine_carcs,
 )
 
-__all__ = ["account_features", "denial_features", "pooled_stats", "STATS_COLUMNS"]
+__all__ = ["account_features", "denial_features", "snapshot_features", "pooled_stats", "STATS_COLUMNS"]
 
 NEVER = np.int64(1 << 40)  # the "day" of a date that is not known (null)
 _OFF = 40_000  # days added to epoch days so that every real day is positive (keys below)
@@ -1055,3 +1055,34 @@ def denial_features(
             *[c for c in out.columns if c not in ("claim_id", "account_id", "as_of")],
         ]
     ]
+
+
+def snapshot_features(
+    ds: Dataset,
+    as_of,
+    stats: pd.DataFrame | None = None,
+    horizon_days: int = 60,
+    overturn_horizon_days: int = 120,
+    with_labels: bool = True,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """`(account_features(...), denial_features(...))` from one preparation of `ds`: the API and
+    the batch need both, and preparing the arrays is most of a one-account call's cost."""
+    p = _prepare(ds)
+    acc, den = [], []
+    for t in _as_dates(as_of):
+        if stats is None:
+            acc.append((t, _account_block(p, t, _stats_for(ds, p, None, t, 120), horizon_days, with_labels)))
+            lk = _stats_for(ds, p, None, t, overturn_horizon_days)
+        else:
+            lk = _lookup(stats, p, t)
+            acc.append((t, _account_block(p, t, lk, horizon_days, with_labels)))
+        den.append((t, _denial_block(p, t, lk, overturn_horizon_days, with_labels)))
+    a = _frame(acc, "account_id", account_feature_names(), ["label_paid", "label_recovered"] if with_labels else [])
+    d = _frame(
+        den,
+        "claim_id",
+        ["account_id", "denial_date", *denial_feature_names()],
+        ["worked", "label_overturn"] if with_labels else [],
+    )
+    d = d[["claim_id", "account_id", "as_of", *[c for c in d.columns if c not in ("claim_id", "account_id", "as_of")]]]
+    return a, d

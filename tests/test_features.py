@@ -615,3 +615,17 @@ def test_small_and_large_id_lookup_paths_agree(monkeypatch):
     monkeypatch.setattr(snapshot, "_SMALL", 0)  # force the Arrow lookups of large datasets
     pd.testing.assert_frame_equal(account_features(ds, dates), small_a)
     pd.testing.assert_frame_equal(denial_features(ds, dates), small_d)
+
+
+def test_snapshot_features_equals_the_two_calls():
+    from features.snapshot import snapshot_features
+
+    ds = random_history(12, 30).build()
+    dates = ["2024-04-01", "2024-07-01"]
+    a, d = snapshot_features(ds, dates)
+    pd.testing.assert_frame_equal(a, account_features(ds, dates))
+    pd.testing.assert_frame_equal(d, denial_features(ds, dates))
+    s = pooled_stats(ds, "2024-05-01")
+    a, d = snapshot_features(ds, dates, stats=s, with_labels=False)
+    pd.testing.assert_frame_equal(a, account_features(ds, dates, stats=s, with_labels=False))
+    pd.testing.assert_frame_equal(d, denial_features(ds, dates, stats=s, with_labels=False))
