@@ -910,13 +910,17 @@ def _open_denials(p: _Prep, T: int, dk: np.ndarray) -> np.ndarray:
     return dk & is_latest & (p.d_paid_day > T) & (p.d_close_day > T)
 
 
+_DENIAL_KEYS = ["claim_id", "account_id"]
+
+
 def _frame(
-    blocks: list[tuple[pd.Timestamp, dict[str, np.ndarray]]], key: str, names: list[str], labels: list[str]
+    blocks: list[tuple[pd.Timestamp, dict[str, np.ndarray]]], keys: list[str], names: list[str], labels: list[str]
 ) -> pd.DataFrame:
-    cols = [key, "as_of", *names, *labels]
+    """The output frame, built once with its columns in their final order (keys, as_of, ...)."""
+    cols = [*keys, "as_of", *names, *labels]
     parts = []
     for t, b in blocks:
-        n = len(b[key])
+        n = len(b[keys[0]])
         data = {c: b[c] for c in cols if c in b}
         data["as_of"] = np.full(n, np.datetime64(t, "ns"))
         parts.append(data)
@@ -947,7 +951,7 @@ def account_features(
         (t, _account_block(p, t, _stats_for(ds, p, stats, t, 120), horizon_days, with_labels)) for t in _as_dates(as_of)
     ]
     labels = ["label_paid", "label_recovered"] if with_labels else []
-    return _frame(blocks, "account_id", account_feature_names(), labels)
+    return _frame(blocks, ["account_id"], account_feature_names(), labels)
 
 
 # ------------------------------------------------------------------ denial features
@@ -1046,15 +1050,7 @@ def denial_features(
         for t in _as_dates(as_of)
     ]
     labels = ["worked", "label_overturn"] if with_labels else []
-    out = _frame(blocks, "claim_id", ["account_id", "denial_date", *denial_feature_names()], labels)
-    return out[
-        [
-            "claim_id",
-            "account_id",
-            "as_of",
-            *[c for c in out.columns if c not in ("claim_id", "account_id", "as_of")],
-        ]
-    ]
+    return _frame(blocks, _DENIAL_KEYS, ["denial_date", *denial_feature_names()], labels)
 
 
 def snapshot_features(
@@ -1077,12 +1073,8 @@ def snapshot_features(
             lk = _lookup(stats, p, t)
             acc.append((t, _account_block(p, t, lk, horizon_days, with_labels)))
         den.append((t, _denial_block(p, t, lk, overturn_horizon_days, with_labels)))
-    a = _frame(acc, "account_id", account_feature_names(), ["label_paid", "label_recovered"] if with_labels else [])
+    a = _frame(acc, ["account_id"], account_feature_names(), ["label_paid", "label_recovered"] if with_labels else [])
     d = _frame(
-        den,
-        "claim_id",
-        ["account_id", "denial_date", *denial_feature_names()],
-        ["worked", "label_overturn"] if with_labels else [],
+        den, _DENIAL_KEYS, ["denial_date", *denial_feature_names()], ["worked", "label_overturn"] if with_labels else []
     )
-    d = d[["claim_id", "account_id", "as_of", *[c for c in d.columns if c not in ("claim_id", "account_id", "as_of")]]]
     return a, d
