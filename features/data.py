@@ -85,7 +85,9 @@ def read_raw(source: str | os.PathLike, tables: tuple[str, ...] | None = None) -
             with engine.connect() as conn:
                 for name in names:
                     if name in existing:
-                        raw[name] = pd.read_sql_table(name, conn)
+                        # a table has no order: sort by key so every read gives the same frame
+                        order = ", ".join(f'"{k}"' for k in TABLES[name].key)
+                        raw[name] = pd.read_sql(sa.text(f'SELECT * FROM "{name}" ORDER BY {order}'), conn)
         finally:
             engine.dispose()
     else:

@@ -183,7 +183,7 @@ def _draw_accounts(rng: np.random.Generator, n: int, first: int, n_days: int, pa
     P["proc_seed"] = rng.integers(0, 2**31, n)
     # submission lag (latent, drawn now): mostly days, a thin tail of late claims
     lag = rng.geometric(1 / 6, n) + los
-    late = rng.random(n) < 0.012
+    late = rng.random(n) < 0.025
     lag = np.where(late, lag + rng.integers(90, 400, n), lag)
     P["submit_day"] = P["service_day"] + lag
     timely = insured["timely_filing_days"].to_numpy(dtype=float)[payer_ix]

@@ -6,7 +6,7 @@ import functools
 import tempfile
 from pathlib import Path
 
-SMALL = dict(n_accounts=4000, seed=11, start="2024-01-01", end="2025-06-30")
+SMALL = dict(n_accounts=10000, seed=11, start="2024-01-01", end="2025-06-30")
 
 
 @functools.cache
