@@ -185,6 +185,8 @@ ACCOUNT_VIEWS: tuple[FeatureView, ...] = (
             ),
             _num("call_attempts_7d", "call attempts in the last 7 days", 7, rule=True),
             _num("days_since_first_statement", "days since the first patient statement", rule=True),
+            _num("days_since_last_statement", "days since the latest patient statement"),
+            _num("n_letters", "collection letters sent (each marks the next dunning stage)"),
             _num("plan_active", "a payment plan was started and not defaulted since"),
             _num("plan_defaulted", "the latest payment plan defaulted"),
             _num(

@@ -863,6 +863,8 @@ def _account_block(p: _Prep, t: pd.Timestamp, lk: _Lookup, h: int, with_labels: 
     f["contacts_trend_30d"] = sel(touch30 - touch365 * 30 / 365)
     f["call_attempts_7d"] = sel(ca_w[7])
     f["days_since_first_statement"] = sel(_since(T, _min(va, vd, n, vk & is_v["statement"])))
+    f["days_since_last_statement"] = sel(_since(T, _max(va, vd, n, vk & is_v["statement"])))
+    f["n_letters"] = sel(_count(va, n, vk & is_v["letter"]))  # dunning letters mark the collection stage
     last_start = _max(va, vd, n, vk & is_v["payment_plan_start"])
     last_default = _max(va, vd, n, vk & is_v["payment_plan_default"])
     active = (last_start > -NEVER) & (last_start > last_default)
