@@ -157,13 +157,21 @@ def _violation(table: str, df: pd.DataFrame, column: str | None, problem: str, m
 
 
 def _as_str(s: pd.Series) -> pd.Series:
+    """Ids as Python strings (object dtype), nulls as None; vectorised for string columns."""
+    if pd.api.types.is_string_dtype(s.dtype) and not pd.api.types.is_object_dtype(s.dtype):
+        return pd.Series(s.to_numpy(dtype=object, na_value=None), index=s.index, dtype=object)
+    if pd.api.types.is_object_dtype(s.dtype) and pd.api.types.infer_dtype(s, skipna=True) in ("string", "empty"):
+        return s.astype(object).where(s.notna(), None)
+    if pd.api.types.is_integer_dtype(s.dtype):
+        return s.astype("Int64").astype(str).astype(object).where(s.notna(), None)
     if pd.api.types.is_float_dtype(s):
         # ids stored as numbers (a CSV export, a SQL integer column): 123.0 -> "123"
         out = s.map(lambda v: None if pd.isna(v) else (str(int(v)) if float(v).is_integer() else str(v)))
     else:
         out = s.map(lambda v: None if v is None or (isinstance(v, float) and np.isnan(v)) or v is pd.NA
                     else str(v))
-    return out.astype(object)
+    out = out.astype(object)
+    return out.where(out.notna(), None)
 
 
 def coerce_table(name: str, df: pd.DataFrame) -> tuple[pd.DataFrame, list[Violation]]:
