@@ -49,19 +49,23 @@ from __future__ import annotations
 import gc
 import hashlib
 import logging
+import multiprocessing
 import os
 import shutil
 import tempfile
 from collections import Counter
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date
 from functools import lru_cache
+from hashlib import blake2b as _blake2b
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from features.contract import CLAIM_STATUS_FROM_X12, FREQUENCY_FROM_X12, GROUP_CODES, TABLES, columns_of
 
@@ -85,6 +89,14 @@ _GROUPS = frozenset(GROUP_CODES)
 # 835 segments that carry nothing the contract needs (skipped before any other test: speed)
 _IGNORED_835 = frozenset({"REF", "AMT", "QTY", "N3", "N4", "PER", "LX", "TS3", "TS2", "RDM", "CUR"})
 _SOURCE_PRIORITY = {"837": 0, "835": 1}  # when the same key arrives twice, an 837 row wins
+
+
+def _priority(source: pd.Series, missing: float = np.nan) -> np.ndarray:
+    """`source.map(_SOURCE_PRIORITY)` without a per-row Python call (`missing` for other values)."""
+    out = np.full(len(source), missing, dtype="float64")
+    for value, prio in _SOURCE_PRIORITY.items():
+        out[(source == value).to_numpy(dtype=bool, na_value=False)] = prio
+    return out
 
 
 class X12Error(ValueError):
@@ -133,6 +145,15 @@ class IngestSummary:
             "problems": [str(p) for p in self.problems],
         }
 
+    def merge_counts(self, other: IngestSummary) -> None:
+        """Add the transaction counts, notes and problems of a part read elsewhere (a worker)."""
+        self.transactions_read += other.transactions_read
+        self.transactions_skipped += other.transactions_skipped
+        self.claims += other.claims
+        self.remits += other.remits
+        self.problems.extend(other.problems)
+        self.notes.update(other.notes)
+
     def text(self) -> str:
         lines = [
             f"files: {self.files_read} read, {self.files_skipped} skipped, "
@@ -153,15 +174,28 @@ class IngestSummary:
 
 @dataclass
 class Interchange:
-    """One interchange (or an envelope-less file) as a list of split segments."""
+    """One interchange (or an envelope-less file), kept as text: its transactions are cut out and
+    split into segments one at a time (streaming; the whole file is never split at once)."""
 
-    segments: list[list[str]]
-    first_segment: int  # 1-based number in the file of segments[0]
+    body: str  # the segments after the ISA (through IEA), each preceded by the terminator; new lines removed
+    first_segment: int  # 1-based number in the file of the ISA (or of the first segment without ISA)
     element_sep: str
     component_sep: str
     control_number: str | None  # ISA13
     sender: str | None  # ISA06
     date: str | None  # ISA09 (YYMMDD)
+    terminator: str = "~"
+    isa: list[str] | None = None
+
+    @property
+    def segments(self) -> list[list[str]]:
+        """All segments, split into elements (small interchanges, tests; the bulk path streams)."""
+        segs = [s.split(self.element_sep) for s in _segments(self.body, self.terminator)]
+        return ([self.isa] if self.isa else []) + segs
+
+    @property
+    def segment_count(self) -> int:
+        return (1 if self.isa else 0) + _count_segments(self.body, self.terminator)
 
 
 def decode(data: bytes) -> str:
@@ -191,14 +225,42 @@ def _isa_separators(text: str, pos: int) -> tuple[str, str, str, int]:
     return sep, comp, term, p + 3
 
 
-def _split_segments(body: str, sep: str, term: str) -> list[list[str]]:
-    # new lines after (or instead of) the terminator are not data: drop them in one C-level pass
+def _clean(body: str, term: str) -> str:
+    """New lines after (or instead of) the terminator are not data: drop them in one C-level pass."""
     if term not in "\r\n":
         if "\n" in body or "\r" in body:
             body = body.replace("\r", "").replace("\n", "")
     elif "\r" in body:
         body = body.replace("\r", "")
-    return [s.split(sep) for s in body.split(term) if s and not s.isspace()]
+    return body
+
+
+def _segments(text: str, term: str) -> list[str]:
+    """Non-empty segments of `text` (unsplit): empty and blank ones are not counted or read."""
+    parts = text.split(term)
+    if _has_blank(text, term):
+        return [s for s in parts if s and not s.isspace()]
+    if parts and not parts[-1]:
+        parts.pop()
+    if parts and not parts[0]:
+        del parts[0]
+    return parts
+
+
+def _has_blank(text: str, term: str) -> bool:
+    """Could `text` hold an empty or blank segment inside (besides a leading or trailing terminator)?"""
+    return (term + term in text or term + " " in text or term + "\t" in text
+            or (text[:1].isspace() and text[:1] != term)
+            or "\x0b" in text or "\x0c" in text)
+
+
+def _count_segments(text: str, term: str) -> int:
+    if not text:
+        return 0
+    if _has_blank(text, term):
+        return len(_segments(text, term))
+    n = text.count(term) + 1 - text.startswith(term) - text.endswith(term)
+    return max(n, 0)
 
 
 def _infer_separators(text: str) -> tuple[str, str, str]:
@@ -233,7 +295,8 @@ def _infer_separators(text: str) -> tuple[str, str, str]:
 
 
 def read_interchanges(text: str, notes: Counter | None = None) -> list[Interchange]:
-    """Split a file's text into interchanges of split segments (raises X12Error if unreadable)."""
+    """Cut a file's text into interchanges (raises X12Error if unreadable). Their segments are split
+    later, one transaction at a time."""
     text = text.lstrip("\ufeff \t\r\n")
     if not text:
         raise X12Error(None, "the file is empty")
@@ -243,8 +306,7 @@ def read_interchanges(text: str, notes: Counter | None = None) -> list[Interchan
         sep, comp, term = _infer_separators(text)
         if notes is not None:
             notes["no ISA envelope: separators inferred from the first segment"] += 1
-        segs = _split_segments(text, sep, term)
-        return [Interchange(segs, 1, sep, comp, None, None, None)]
+        return [Interchange(term + _clean(text, term), 1, sep, comp, None, None, None, term, None)]
     pos = 0
     while pos < len(text):
         if not text.startswith("ISA", pos):
@@ -263,14 +325,16 @@ def read_interchanges(text: str, notes: Counter | None = None) -> list[Interchan
         else:
             end = text.find(term, iea + 1)
             end = len(text) if end < 0 else end + 1
-        segs = [isa] + _split_segments(text[isa_end:end], sep, term)
-        out.append(Interchange(
-            segs, seg_no, sep, comp,
+        # the body starts with the ISA's own terminator, so that every segment follows one
+        ic = Interchange(
+            _clean(text[isa_end - 1:end], term), seg_no, sep, comp,
             isa[13].strip() if len(isa) > 13 else None,
             isa[6].strip() if len(isa) > 6 else None,
             isa[9].strip() if len(isa) > 9 else None,
-        ))
-        seg_no += len(segs)
+            term, isa,
+        )
+        out.append(ic)
+        seg_no += ic.segment_count
         pos = end
         while pos < len(text) and text[pos] in " \t\r\n":
             pos += 1
@@ -344,6 +408,10 @@ class _Rows:
         for lst, n in zip(self.__dict__.values(), sizes, strict=True):
             del lst[n:]
 
+    def extend(self, other: _Rows) -> None:
+        for mine, theirs in zip(self.__dict__.values(), other.__dict__.values(), strict=True):
+            mine.extend(theirs)
+
 
 # claim + its account facts, one tuple per 837 claim (accounts are derived at the end)
 _CLAIM_COLS = [
@@ -368,54 +436,73 @@ _PLB_COLS = ["payer_id", "received_date", "reason_code", "amount", "x12_txn"]
 @dataclass
 class _Ctx:
     file: str
-    ic: Interchange
+    sep: str
+    comp: str
+    ic_key: str  # "sender:ISA13", "" without an envelope
     gs_date: str | None
     gs_version: str
     gs06: str
     notes: Counter
 
 
+_NOTE_REMARKS = ("remark codes (MOA/MIA/LQ) with no CAS adjustment on their claim or line: not stored "
+                 "(an adjustments row needs a group and reason code)")
+
+
 # ================================================================ 835
 
 
-def _map_835(tx: list[list[str]], first: int, ctx: _Ctx, out: _Rows) -> tuple[int, int]:
-    """One 835 transaction (ST..SE) -> rows; returns (remits, 0). Raises X12Error."""
-    comp = ctx.ic.component_sep
-    st02 = _el(tx[0], 2)
-    ic_key = f"{ctx.ic.sender}:{ctx.ic.control_number}" if ctx.ic.control_number else ""
+def _hash16(text: str) -> str:
+    return _blake2b(text.encode(), digest_size=16).hexdigest()[:16]
+
+
+@lru_cache(maxsize=16)
+def _ignored_835(sep: str) -> frozenset[str]:
+    """The first three characters of the 835 segments the mapping passes over."""
+    return frozenset(t if len(t) == 3 else t + sep for t in _IGNORED_835)
+
+
+def _map_835(segs: list[str], first: int, ctx: _Ctx, out: _Rows) -> tuple[int, int]:
+    """One 835 transaction (ST..SE, unsplit segments) -> rows; returns (remits, 0). Raises X12Error.
+
+    Segments are split into elements only when a branch needs them; the hot loop compares the first
+    three characters of each segment."""
+    sep, comp = ctx.sep, ctx.comp
+    st02 = _el(segs[0].split(sep), 2)
+    ic_key = ctx.ic_key
+    hash_prefix = f"{ic_key}|{ctx.gs06}|{st02}|"
     prod_date = pay_date = None
     payer_name = payer_n104 = payer_2u = payer_trn = ""
     payee_id = ""
-    in_header = True
     # open remit rows, laid out as _REMIT_COLS (received date and payer known only at the end)
     remits: list[list] = []
     filing = ""
     cur: list | None = None
     claim_adj: list[list] = []
-    line_adj: list[list] = []
+    line_adj: list[list] = []  # rows of the current line (already in out.adjustments), for LQ remarks
     remarks: list[str] = []
     line_no = clp_no = 0
     has_mia = institutional = er = False
     plb_pairs: list[tuple[str, float]] = []
     adjustments = out.adjustments
     rlines = out.remit_lines
-
-    def close_line() -> None:
-        nonlocal line_adj
-        for a in line_adj:
-            adjustments.append(tuple(a))
-        line_adj = []
+    notes = ctx.notes
+    lq, se, nm1qc = "LQ" + sep, "SE" + sep, "NM1" + sep + "QC" + sep
+    ignored = _ignored_835(sep)
 
     def close_claim() -> None:
         nonlocal claim_adj, remarks, cur
-        if line_adj:
-            close_line()
         if cur is None:
             return
-        rem = " ".join(remarks) or None
-        for a in claim_adj:
-            a[5] = rem
-            adjustments.append(tuple(a))
+        if remarks:
+            if claim_adj:
+                rem = " ".join(remarks)
+                for a in claim_adj:
+                    a[5] = rem
+            else:
+                notes[_NOTE_REMARKS] += len(remarks)
+        if claim_adj:
+            adjustments.extend(claim_adj)
         # encounter type of a claim known only from its remit (no 837): MIA = inpatient;
         # revenue-coded lines (NU or SVC04) = institutional; else professional
         if has_mia:
@@ -424,78 +511,82 @@ def _map_835(tx: list[list[str]], first: int, ctx: _Ctx, out: _Rows) -> tuple[in
             cur[12] = "emergency" if er else "outpatient"
         else:
             cur[12] = "professional"
-        cur[10] = "p" + short_hash("835", cur[10] or cur[1])
+        cur[10] = "p" + _hash16("835|" + (cur[10] or cur[1]))
         claim_adj, remarks, cur = [], [], None
 
-    for k, s in enumerate(tx):
-        tag = s[0]
-        if tag in _IGNORED_835 and not in_header:
-            continue
-        n = first + k
-        if tag == "CLP":
-            close_claim()
-            in_header = False
-            clp_no += 1
-            line_no = 0
-            has_mia = institutional = er = False
-            if len(s) < 5 or not s[1].strip():
-                raise X12Error(n, "CLP without patient control number or amounts")
-            code = s[2]
-            status = CLAIM_STATUS_FROM_X12.get(code)
-            if status is None:
-                raise X12Error(n, f"CLP02 claim status code {code!r} is not one the contract knows")
-            cur = [
-                # content-based: a re-sent interchange gives the same ids (deduplicated by key)
-                short_hash(ic_key, ctx.gs06, st02, clp_no, *s[1:8]), s[1].strip(), None, status,
-                _money(s[4], n, "CLP04 paid amount"),
-                _money(s[5], n, "CLP05 patient responsibility") if _el(s, 5) else 0.0,
-                _el(s, 7).strip() or None, None, _money(s[3], n, "CLP03 billed amount"), None,
-                "", "", "", SEQUENCE_FROM_STATUS.get(code, 1),
-            ]
-            filing = filing or _el(s, 6)
-            remits.append(cur)
-        elif tag == "PLB":  # provider level: after the claims, or alone in a transaction
-            close_claim()
-            for j in range(3, min(len(s), 15), 2):
-                if not s[j].strip():
-                    continue
-                reason = s[j].split(comp)[0].strip()
-                plb_pairs.append((reason, _money(_el(s, j + 1), n, "PLB adjustment amount")))
-        elif in_header:
-            if tag == "DTM" and _el(s, 1) == "405":
+    def plb(s: list[str], n: int) -> None:
+        for j in range(3, min(len(s), 15), 2):
+            if not s[j].strip():
+                continue
+            reason = s[j].split(comp)[0].strip()
+            plb_pairs.append((reason, _money(_el(s, j + 1), n, "PLB adjustment amount")))
+
+    # ---- header (1000A/B loops): up to the first CLP
+    k = 0
+    nseg = len(segs)
+    while k < nseg:
+        seg = segs[k]
+        t3 = seg[:3]
+        if t3 == "CLP":
+            break
+        if t3 == "PLB":  # provider level: alone in a transaction
+            plb(seg.split(sep), first + k)
+        elif t3 == "DTM":
+            s = seg.split(sep)
+            if _el(s, 1) == "405":
                 prod_date = _d8(_el(s, 2))
-            elif tag == "BPR":
-                pay_date = _d8(_el(s, 16))
-            elif tag == "TRN":
-                payer_trn = _el(s, 3).strip()
-            elif tag == "N1":
-                if s[1] == "PR":
-                    payer_name = _el(s, 2).strip()
-                    payer_n104 = _el(s, 4).strip()
-                elif s[1] == "PE":
-                    payee_id = _el(s, 4).strip()
-            elif tag == "REF" and _el(s, 1) == "2U":
+        elif t3 == "BPR":
+            pay_date = _d8(_el(seg.split(sep), 16))
+        elif t3 == "TRN":
+            payer_trn = _el(seg.split(sep), 3).strip()
+        elif t3 == "N1" + sep:
+            s = seg.split(sep)
+            if s[1] == "PR":
+                payer_name = _el(s, 2).strip()
+                payer_n104 = _el(s, 4).strip()
+            elif s[1] == "PE":
+                payee_id = _el(s, 4).strip()
+        elif t3 == "REF":
+            s = seg.split(sep)
+            if _el(s, 1) == "2U":
                 payer_2u = _el(s, 2).strip()
-        elif tag == "CAS":
+        k += 1
+
+    # ---- claims (2100/2110 loops) and PLB
+    while k < nseg:
+        seg = segs[k]
+        t3 = seg[:3]
+        if t3 in ignored:
+            k += 1
+            continue
+        if t3 == "CAS":
             if cur is None:
-                raise X12Error(n, "CAS outside a claim")
+                raise X12Error(first + k, "CAS outside a claim")
+            s = seg.split(sep)
             grp = s[1].strip()
             if grp not in _GROUPS:
-                raise X12Error(n, "CAS01 group code is not CO, PR, OA, PI or CR")
-            lvl = line_no if line_no else None
-            target = line_adj if line_no else claim_adj
+                raise X12Error(first + k, "CAS01 group code is not CO, PR, OA, PI or CR")
             rid = cur[0]
-            for j in range(2, min(len(s), 20), 3):
+            ns = len(s)
+            for j in range(2, min(ns, 20), 3):
                 reason = s[j].strip()
                 if not reason:
                     continue
-                amt = _money(s[j + 1] if j + 1 < len(s) else "", n, "CAS adjustment amount")
-                target.append([rid, lvl, grp, reason, amt, None])
-        elif tag == "SVC":
+                try:
+                    amt = float(s[j + 1] if j + 1 < ns else "")
+                except ValueError:
+                    raise X12Error(first + k, "CAS adjustment amount is not a number") from None
+                if line_no:
+                    a = [rid, line_no, grp, reason, amt, None]
+                    adjustments.append(a)
+                    line_adj.append(a)
+                else:
+                    claim_adj.append([rid, None, grp, reason, amt, None])
+        elif t3 == "SVC":
             if cur is None:
-                raise X12Error(n, "SVC outside a claim")
-            if line_adj:
-                close_line()
+                raise X12Error(first + k, "SVC outside a claim")
+            s = seg.split(sep)
+            line_adj = []
             line_no += 1
             proc = s[1].split(comp)
             code = proc[1].strip() if len(proc) > 1 else proc[0].strip()
@@ -506,30 +597,64 @@ def _map_835(tx: list[list[str]], first: int, ctx: _Ctx, out: _Rows) -> tuple[in
                     er = True
             charge, paid = _el(s, 2), _el(s, 3)
             if not charge or not paid:
-                ctx.notes["SVC without charge or paid amount: recorded as 0"] += 1
+                notes["SVC without charge or paid amount: recorded as 0"] += 1
             rlines.append((cur[0], line_no, code,
-                           _money(charge, n, "SVC02 line charge") if charge else 0.0,
-                           _money(paid, n, "SVC03 line paid") if paid else 0.0))
-        elif tag == "LQ":
-            if line_adj and _el(s, 1) == "HE":
+                           _money(charge, first + k, "SVC02 line charge") if charge else 0.0,
+                           _money(paid, first + k, "SVC03 line paid") if paid else 0.0))
+        elif t3 == "DTM":
+            if cur is not None and cur[9] is None:
+                s = seg.split(sep)
+                if _el(s, 1) in ("232", "472", "150"):
+                    cur[9] = _d8(_el(s, 2))
+        elif t3 == "CLP":
+            close_claim()
+            s = seg.split(sep)
+            clp_no += 1
+            line_no = 0
+            line_adj = []
+            has_mia = institutional = er = False
+            n = first + k
+            if len(s) < 5 or not s[1].strip():
+                raise X12Error(n, "CLP without patient control number or amounts")
+            code = s[2]
+            status = CLAIM_STATUS_FROM_X12.get(code)
+            if status is None:
+                raise X12Error(n, f"CLP02 claim status code {code!r} is not one the contract knows")
+            cur = [
+                # content-based: a re-sent interchange gives the same ids (deduplicated by key)
+                _hash16(hash_prefix + str(clp_no) + "|" + "|".join(s[1:8])), s[1].strip(), None, status,
+                _money(s[4], n, "CLP04 paid amount"),
+                _money(s[5], n, "CLP05 patient responsibility") if _el(s, 5) else 0.0,
+                _el(s, 7).strip() or None, None, _money(s[3], n, "CLP03 billed amount"), None,
+                "", "", "", SEQUENCE_FROM_STATUS.get(code, 1),
+            ]
+            filing = filing or _el(s, 6)
+            remits.append(cur)
+        elif t3 == "NM1":
+            if cur is not None and (seg.startswith(nm1qc) or seg == nm1qc[:-1]):
+                s = seg.split(sep)
+                cur[10] = _el(s, 9).strip() or "|".join(x.strip().upper() for x in s[3:5])
+        elif t3 == lq:
+            s = seg.split(sep)
+            if _el(s, 1) == "HE":
                 code = _el(s, 2).strip()
-                for a in line_adj:
-                    a[5] = code if a[5] is None else a[5] + " " + code
-        elif tag == "MOA":
-            remarks.extend(c.strip() for c in s[3:8] if c.strip())
-        elif tag == "MIA":
+                if line_adj:
+                    for a in line_adj:
+                        a[5] = code if a[5] is None else a[5] + " " + code
+                elif code:
+                    notes[_NOTE_REMARKS] += 1
+        elif t3 == "MOA":
+            remarks.extend(c.strip() for c in seg.split(sep)[3:8] if c.strip())
+        elif t3 == "MIA":
+            s = seg.split(sep)
             has_mia = True
             remarks.extend(c.strip() for c in (s[5:6] + s[20:24]) if c.strip())
-        elif tag == "NM1":
-            if cur is not None and _el(s, 1) == "QC":
-                cur[10] = _el(s, 9).strip() or "|".join(x.strip().upper() for x in s[3:5])
-        elif tag == "DTM":
-            if cur is not None and cur[9] is None:
-                q = _el(s, 1)
-                if q in ("232", "472", "150"):
-                    cur[9] = _d8(_el(s, 2))
-        elif tag == "SE":
+        elif t3 == "PLB":  # provider level: after the claims
+            close_claim()
+            plb(seg.split(sep), first + k)
+        elif t3 == se:
             break
+        k += 1
     close_claim()
 
     received = prod_date or pay_date
@@ -537,13 +662,13 @@ def _map_835(tx: list[list[str]], first: int, ctx: _Ctx, out: _Rows) -> tuple[in
         received = ctx.gs_date
         if received is None:
             raise X12Error(first, "no received date: no DTM*405, no BPR16 and no GS04")
-        ctx.notes["835 without DTM*405 or BPR16: GS04 used as received date"] += 1
+        notes["835 without DTM*405 or BPR16: GS04 used as received date"] += 1
     payer_id = payer_n104 or payer_2u or payer_trn
     if not payer_id:
         if not payer_name:
             raise X12Error(first, "no payer: neither N1*PR id/name, REF*2U nor TRN03")
         payer_id = "name:" + payer_name.upper()
-        ctx.notes["payer without id: its name used as payer_id"] += 1
+        notes["payer without id: its name used as payer_id"] += 1
     facility = payee_id or "unknown"
     for r in remits:
         r[2] = received
@@ -572,10 +697,11 @@ def _claim_type(ctx: _Ctx, st: list[str]) -> str | None:
     return None
 
 
-def _map_837(tx: list[list[str]], first: int, ctx: _Ctx, out: _Rows) -> tuple[int, int]:
-    comp = ctx.ic.component_sep
+def _map_837(segs: list[str], first: int, ctx: _Ctx, out: _Rows) -> tuple[int, int]:
+    sep, comp = ctx.sep, ctx.comp
+    tx = [s.split(sep) for s in segs]  # (837 files are small next to 835 batches: split all)
     st02 = _el(tx[0], 2)
-    ic_key = f"{ctx.ic.sender}:{ctx.ic.control_number}" if ctx.ic.control_number else ""
+    ic_key = ctx.ic_key
     ctype = _claim_type(ctx, tx[0])
     submitted = ctx.gs_date
     facility = "unknown"
@@ -768,52 +894,154 @@ def _map_837(tx: list[list[str]], first: int, ctx: _Ctx, out: _Rows) -> tuple[in
 # ================================================================ files
 
 
-def _transactions(ic: Interchange, file: str, out: _Rows, summary: IngestSummary) -> None:
+@dataclass
+class _Job:
+    """One transaction (ST..SE) cut out of an interchange, ready to map (picklable: no file text)."""
+
+    text: str  # its segments, terminator-separated (the leading terminator cut off)
+    first: int  # 1-based number in the file of its ST
+    nseg: int  # its (non-empty) segment count
+    complete: bool  # ends with its SE (else truncated by ST/GE/IEA or the end of the file)
+    ctx: _Ctx
+    term: str
+
+
+def _iter_jobs(ic: Interchange, file: str, notes: Counter) -> Iterator[_Job]:
+    """Transactions of an interchange in file order, one at a time. Segments outside ST..SE are
+    envelope (GS sets the group's date, version and control number; others are passed over)."""
+    b, t, sep = ic.body, ic.terminator, ic.element_sep
+    n = len(b)
+    ic_key = f"{ic.sender}:{ic.control_number}" if ic.control_number else ""
+    toks = {tag: t + tag + sep for tag in ("ST", "SE", "GE", "IEA")}
+    found: dict[str, int] = {}
+
+    def nxt(tag: str, pos: int) -> int:
+        """First position >= pos of the segment `tag` (n when none); each search resumes the last."""
+        c = found.get(tag)
+        if c is None or c < pos:
+            c = b.find(toks[tag], pos)
+            c = n if c < 0 else c
+            found[tag] = c
+        return c
+
+    seg_no = ic.first_segment + (1 if ic.isa else 0)  # number of the body's first segment
     gs_date: str | None = None
-    gs_version = ""
-    gs06 = ""
-    segs = ic.segments
-    i = 0
-    while i < len(segs):
-        s = segs[i]
-        tag = s[0]
-        if tag == "GS":
-            gs_date = _d8(_el(s, 4))
-            gs_version = _el(s, 8)
-            gs06 = _el(s, 6)
-        elif tag == "ST":
-            j = i + 1
-            while j < len(segs) and segs[j][0] not in ("SE", "ST", "GE", "IEA"):
-                j += 1
-            first = ic.first_segment + i
-            tx = segs[i: j + 1] if j < len(segs) and segs[j][0] == "SE" else segs[i:j]
-            kind = _el(s, 1)
-            ctx = _Ctx(file, ic, gs_date, gs_version, gs06, summary.notes)
-            sizes = out.sizes()
-            try:
-                if j >= len(segs) or segs[j][0] != "SE":
-                    raise X12Error(ic.first_segment + j - 1, "transaction has no SE trailer (truncated)")
-                if kind == "835":
-                    r, _ = _map_835(tx, first, ctx, out)
-                    summary.remits += r
-                elif kind == "837":
-                    _, c = _map_837(tx, first, ctx, out)
-                    summary.claims += c
-                else:
-                    raise X12Error(first, f"transaction set {kind!r} is not an 835 or 837")
-                summary.transactions_read += 1
-            except X12Error as err:
-                out.truncate(sizes)
-                summary.transactions_skipped += 1
-                summary.problems.append(Problem(file, err.segment, err.reason))
-            except (IndexError, ValueError) as err:  # a malformed segment we did not foresee
-                out.truncate(sizes)
-                summary.transactions_skipped += 1
-                summary.problems.append(
-                    Problem(file, first, f"unreadable transaction ({type(err).__name__})"))
-            i = j + 1 if j < len(segs) and segs[j][0] == "SE" else j
-            continue
-        i += 1
+    gs_version = gs06 = ""
+    pos = 0  # b[pos] is a terminator (or pos == n)
+    while pos < n:
+        q = nxt("ST", pos)
+        for s in _segments(b[pos:q], t):  # envelope between transactions: GS, GE, IEA, stray ones
+            seg_no += 1
+            if s.startswith("GS" + sep):
+                g = s.split(sep)
+                gs_date, gs_version, gs06 = _d8(_el(g, 4)), _el(g, 8), _el(g, 6)
+        if q >= n:
+            break
+        ends = [nxt(tag, q + 1) for tag in ("SE", "ST", "GE", "IEA")]
+        stop = min(ends)
+        if stop < n and stop == ends[0]:
+            e = b.find(t, stop + 1)
+            e = n if e < 0 else e
+            complete = True
+        else:
+            e = stop
+            complete = False
+        text = b[q + 1:e]
+        nseg = _count_segments(text, t)
+        ctx = _Ctx(file, sep, ic.component_sep, ic_key, gs_date, gs_version, gs06, notes)
+        yield _Job(text, seg_no, nseg, complete, ctx, t)
+        seg_no += nseg
+        pos = e
+
+
+def _map_job(job: _Job, out: _Rows, summary: IngestSummary) -> None:
+    """Map one transaction into `out`; a failure rolls its rows back and is reported."""
+    segs = _segments(job.text, job.term)
+    first = job.first
+    kind = _el(segs[0].split(job.ctx.sep), 1)
+    sizes = out.sizes()
+    try:
+        if not job.complete:
+            raise X12Error(first + len(segs) - 1, "transaction has no SE trailer (truncated)")
+        if kind == "835":
+            r, _ = _map_835(segs, first, job.ctx, out)
+            summary.remits += r
+        elif kind == "837":
+            _, c = _map_837(segs, first, job.ctx, out)
+            summary.claims += c
+        else:
+            raise X12Error(first, f"transaction set {kind!r} is not an 835 or 837")
+        summary.transactions_read += 1
+    except X12Error as err:
+        out.truncate(sizes)
+        summary.transactions_skipped += 1
+        summary.problems.append(Problem(job.ctx.file, err.segment, err.reason))
+    except (IndexError, ValueError) as err:  # a malformed segment we did not foresee
+        out.truncate(sizes)
+        summary.transactions_skipped += 1
+        summary.problems.append(Problem(job.ctx.file, first, f"unreadable transaction ({type(err).__name__})"))
+
+
+def _map_jobs(jobs: list[_Job]) -> tuple[_Rows, IngestSummary]:
+    """Worker side of the parallel path: map a contiguous run of transactions."""
+    with _gc_paused():
+        out, summary = _Rows(), IngestSummary()
+        notes = summary.notes
+        for job in jobs:
+            job.ctx.notes = notes
+            _map_job(job, out, summary)
+        return out, summary
+
+
+def _workers(requested: int | None) -> int:
+    if requested is not None:
+        return max(1, requested)
+    env = os.environ.get("RECOUP_X12_WORKERS")
+    if env and env.strip().isdigit():
+        return max(1, int(env))
+    try:
+        return max(1, min(len(os.sched_getaffinity(0)), 8))
+    except AttributeError:  # not Linux
+        return max(1, min(os.cpu_count() or 1, 8))
+
+
+PARALLEL_MIN_BYTES = 8_000_000  # below this, starting a worker costs more than it saves
+
+
+def _map_parallel(jobs: list[_Job], workers: int, out: _Rows, summary: IngestSummary) -> None:
+    """Map transactions on `workers` processes: contiguous runs of about equal size, this process
+    taking the first; results are appended in file order, so the output does not depend on it."""
+    total = sum(len(j.text) for j in jobs)
+    runs: list[list[_Job]] = [[]]
+    size = 0
+    for j in jobs:
+        if size >= total * len(runs) / workers and len(runs) < workers:
+            runs.append([])
+        runs[-1].append(j)
+        size += len(j.text)
+    for run in runs[1:]:  # each worker counts its own notes (merged below)
+        for j in run:
+            j.ctx.notes = None
+    ctx = multiprocessing.get_context("fork") if "fork" in multiprocessing.get_all_start_methods() else None
+    with ProcessPoolExecutor(max_workers=len(runs) - 1, mp_context=ctx) as pool:
+        futures = [pool.submit(_map_jobs, run) for run in runs[1:]]
+        for job in runs[0]:
+            _map_job(job, out, summary)
+        for fut in futures:
+            rows, part = fut.result()
+            out.extend(rows)
+            summary.merge_counts(part)
+
+
+def _transactions(ic: Interchange, file: str, out: _Rows, summary: IngestSummary, workers: int = 1) -> None:
+    jobs = _iter_jobs(ic, file, summary.notes)
+    if workers > 1 and len(ic.body) >= PARALLEL_MIN_BYTES:
+        jobs = list(jobs)
+        if len(jobs) > 1:
+            _map_parallel(jobs, min(workers, len(jobs)), out, summary)
+            return
+    for job in jobs:
+        _map_job(job, out, summary)
 
 
 def iter_x12_files(paths: Iterable[str | os.PathLike]) -> Iterator[Path]:
@@ -840,10 +1068,12 @@ def parse_files(
     skip: set[str] | None = None,
     skip_interchanges: set[str] | None = None,
     summary: IngestSummary | None = None,
+    workers: int | None = 1,
 ) -> tuple[_Rows, list[ParsedFile], IngestSummary]:
     """Read X12 files into row lists (pure: no writes). Files whose sha256 is in `skip` are counted
-    as already ingested."""
+    as already ingested. Large interchanges are mapped on `workers` processes (None: one per core)."""
     summary = summary or IngestSummary()
+    workers = _workers(workers)
     out = _Rows()
     parsed: list[ParsedFile] = []
     skip = skip or set()
@@ -861,7 +1091,10 @@ def parse_files(
             summary.files_already_ingested += 1
             continue
         try:
-            ics = read_interchanges(decode(data), summary.notes)
+            text = decode(data)
+            del data
+            ics = read_interchanges(text, summary.notes)
+            del text
         except X12Error as err:
             summary.files_skipped += 1
             summary.problems.append(Problem(name, err.segment, err.reason, "file"))
@@ -872,8 +1105,8 @@ def parse_files(
             # content-based keys drop what was already ingested
             summary.notes["interchange control number seen before (rows deduplicated by key)"] += 1
         before = summary.transactions_read
-        for ic in ics:
-            _transactions(ic, name, out, summary)
+        while ics:
+            _transactions(ics.pop(0), name, out, summary, workers)  # (each interchange freed when done)
         if summary.transactions_read == before:
             summary.files_skipped += 1
             if not any(p.file == name for p in summary.problems):
@@ -889,17 +1122,29 @@ def parse_files(
 # ================================================================ tables
 
 
+def _str_array(col) -> pd.api.extensions.ExtensionArray:
+    """Python strings (or None) -> pandas' Arrow-backed `str` array, built by Arrow in one C pass."""
+    return pd.array(pa.array(col, type=pa.string()), dtype="str")
+
+
 def _frame(rows: list, cols: list[str]) -> pd.DataFrame:
-    """Tuples -> frame, column by column: floats as float64, the rest as Python objects (much faster
-    than letting pandas infer Arrow strings row by row; `_typed` gives the contract types)."""
+    """Tuples -> frame, column by column (Arrow builds the string columns; no per-row pandas work):
+    floats as float64, ints as Int64, strings as `str`, anything else as Python objects."""
     if not rows:
         return pd.DataFrame({c: pd.Series(dtype=object) for c in cols})
     data = {}
     for name, col in zip(cols, zip(*rows, strict=True), strict=True):
         first = next((v for v in col if v is not None), None)
-        if isinstance(first, float):
-            data[name] = np.array(col, dtype="float64")
-        else:
+        try:
+            if isinstance(first, float):
+                data[name] = np.array(col, dtype="float64")  # (None -> NaN)
+            elif isinstance(first, str):
+                data[name] = _str_array(col)
+            elif isinstance(first, int) and not isinstance(first, bool):
+                data[name] = pa.array(col, type=pa.int64()).to_pandas(types_mapper={pa.int64(): pd.Int64Dtype()}.get)
+            else:
+                data[name] = pd.Series(np.array(col, dtype=object), dtype=object, copy=False)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError):  # mixed types: leave as objects
             data[name] = pd.Series(np.array(col, dtype=object), dtype=object, copy=False)
     return pd.DataFrame(data, copy=False)
 
@@ -908,12 +1153,19 @@ def _empty(table: str) -> pd.DataFrame:
     return pd.DataFrame({c: pd.Series(dtype=_DTYPES[s.type]) for c, s in TABLES[table].columns.items()})
 
 
-_DTYPES = {"str": object, "date": "datetime64[ns]", "money": "float64", "signed_money": "float64",
+_DTYPES = {"str": "str", "date": "datetime64[ns]", "money": "float64", "signed_money": "float64",
            "int": "Int64", "float": "float64"}
 
 
 def _dates(s: pd.Series) -> pd.Series:
-    return pd.to_datetime(s, format="%Y-%m-%d", errors="coerce")
+    """ISO date strings -> datetime64[ns]; each distinct value parsed once (a batch has few dates)."""
+    codes, uniques = pd.factorize(s, use_na_sentinel=True)
+    parsed = pd.to_datetime(pd.Series(uniques, dtype=object), format="%Y-%m-%d", errors="coerce")
+    vals = parsed.to_numpy(dtype="datetime64[ns]")
+    out = np.full(len(codes), np.datetime64("NaT"), dtype="datetime64[ns]")
+    ok = codes >= 0
+    out[ok] = vals[codes[ok]]
+    return pd.Series(out, index=s.index)
 
 
 def build_tables(rows: _Rows, existing: dict[str, pd.DataFrame] | None = None,
@@ -938,7 +1190,7 @@ def build_tables(rows: _Rows, existing: dict[str, pd.DataFrame] | None = None,
         if col not in all_claims:
             all_claims[col] = None
     all_claims["x12_source"] = all_claims["x12_source"].fillna("837")
-    all_claims["_prio"] = all_claims["x12_source"].map(_SOURCE_PRIORITY).fillna(0)
+    all_claims["_prio"] = _priority(all_claims["x12_source"], 0)
     all_claims = all_claims.sort_values("_prio", kind="stable").drop_duplicates("claim_id", keep="first")
 
     by_account: dict[str, list[tuple]] = {}
@@ -953,10 +1205,11 @@ def build_tables(rows: _Rows, existing: dict[str, pd.DataFrame] | None = None,
                 icn_claim[pcn] = cid
 
     claim_ids: list[str] = []
-    stub_rows: list[tuple] = []
+    stub_rows: list[int] = []  # indexes of the remits whose claim is built from their CLP
     unmatched = 0
     stubs: dict[str, str] = {}
-    for _rid, acct, recv, _st, _paid, _pr, pcn, payer, billed, cdate, patient, fac, enc, seq in rows.remits:
+    for i, (_rid, acct, _recv, _st, _paid, _pr, pcn, payer, _billed, _cdate, _patient, _fac, _enc, seq) in \
+            enumerate(rows.remits):
         cid = icn_claim.get(pcn) if pcn else None
         cands = by_account.get(acct)
         if cid is None and cands:
@@ -970,9 +1223,7 @@ def build_tables(rows: _Rows, existing: dict[str, pd.DataFrame] | None = None,
             if cid is None:
                 cid = acct  # claim built from the CLP segment: claim_id = CLP01
                 stubs[acct] = cid
-                stub_rows.append((cid, acct, payer, seq, "professional" if enc == "professional"
-                                  else "institutional", "original", cdate or recv, billed, None, 10, None,
-                                  patient, fac, enc, cdate or recv, 0, None))
+                stub_rows.append(i)
                 by_account[acct] = [(cid, acct, payer, seq, "835")]
             unmatched += 1
         elif cands and any(t[0] == cid and t[4] == "835" for t in cands):
@@ -980,14 +1231,11 @@ def build_tables(rows: _Rows, existing: dict[str, pd.DataFrame] | None = None,
         if pcn:
             icn_claim[pcn] = cid
         claim_ids.append(cid)
-    r["claim_id"] = claim_ids
+    r["claim_id"] = _str_array(claim_ids)
     summary.unmatched_remits += unmatched
     if stub_rows:
         summary.notes["age unknown for claims built from 835 CLP: patient_age 0"] += len(stub_rows)
-        s = _frame(stub_rows, _CLAIM_COLS)
-        s["x12_source"] = "835"
-        s["billed_amount"] = s["billed_amount"].clip(lower=0)
-        c = pd.concat([c, s], ignore_index=True)
+        c = pd.concat([df for df in (c, _stub_claims(r, stub_rows)) if len(df)], ignore_index=True)
 
     c["original_claim_id"] = None
     for col in ("billed_amount",):
@@ -1006,14 +1254,14 @@ def build_tables(rows: _Rows, existing: dict[str, pd.DataFrame] | None = None,
     pay["timely_filing_days"] = pd.NA
     pay["appeal_window_days"] = pd.NA
     # an 837's financial class (from SBR09) beats an 835's (CLP06 of its first claim)
-    pay["_prio"] = pay["x12_source"].map(_SOURCE_PRIORITY)
+    pay["_prio"] = _priority(pay["x12_source"])
     pay = pay.sort_values("_prio", kind="stable").drop(columns=["_prio"])
 
     pay_txn = pd.DataFrame({
         "txn_id": "pay-" + r["remit_id"],
         "account_id": r["account_id"],
         "posted_date": r["received_date"],
-        "txn_type": ["insurance_payment" if v > 0 else "payment_reversal" for v in r["paid_amount"]],
+        "txn_type": _str_array(np.where(r["paid_amount"].to_numpy() > 0, "insurance_payment", "payment_reversal")),
         "amount": r["paid_amount"].abs(),
         "payer_id": r["payer_id"],
     })
@@ -1047,13 +1295,39 @@ def build_tables(rows: _Rows, existing: dict[str, pd.DataFrame] | None = None,
     return merged
 
 
+def _stub_claims(r: pd.DataFrame, idx: list[int]) -> pd.DataFrame:
+    """Claims built from the CLP segments of the remits at `idx` (columns taken, not rebuilt row by row)."""
+    t = r.iloc[np.asarray(idx, dtype=np.int64)].reset_index(drop=True)
+    n = len(t)
+    when = t["claim_date"].fillna(t["received_date"])
+    enc = t["encounter_type"]
+    return pd.DataFrame({
+        "claim_id": t["account_id"], "account_id": t["account_id"], "payer_id": t["payer_id"],
+        "payer_sequence": t["payer_sequence"],
+        "claim_type": _str_array(np.where(enc.to_numpy() == "professional", "professional", "institutional")),
+        "frequency": _str_array(["original"] * n), "submitted_date": when,
+        "billed_amount": t["billed"].clip(lower=0), "principal_dx": _str_array([None] * n),
+        "dx_version": np.full(n, 10, dtype=np.int64), "x12_original_ref": _str_array([None] * n),
+        "patient_id": t["patient_id"], "facility_id": t["facility_id"], "encounter_type": enc,
+        "service_date": when, "patient_age": np.zeros(n, dtype=np.int64),
+        "patient_state": _str_array([None] * n), "x12_source": _str_array(["835"] * n),
+    })
+
+
 def _accounts_from(c: pd.DataFrame) -> pd.DataFrame:
     if not len(c):
         return _empty("accounts").assign(x12_source=pd.Series(dtype=object))
-    c = c.assign(_p=c["x12_source"].map(_SOURCE_PRIORITY))
-    total = c.groupby("account_id")["billed_amount"].max()
-    first = c.sort_values(["_p", "payer_sequence"], kind="stable").drop_duplicates("account_id")
-    primary = first["payer_id"].where(first["payer_sequence"] == 1)
+    # per account: the facts of its first claim by (source priority, payer sequence), in that order
+    # (= a stable sort then drop_duplicates), and the largest billed amount as total charges
+    codes, uniques = pd.factorize(c["account_id"])
+    billed = c["billed_amount"].to_numpy(dtype="float64")
+    total = np.full(len(uniques), -np.inf)
+    np.maximum.at(total, codes, billed)
+    order = np.lexsort((c["payer_sequence"].to_numpy(dtype="int64"), _priority(c["x12_source"])))
+    _, first_pos = np.unique(codes[order], return_index=True)
+    rows = order[np.sort(first_pos)]
+    first = c.iloc[rows]
+    total_charges = total[codes[rows]]
     return pd.DataFrame({
         "account_id": first["account_id"],
         "patient_id": first["patient_id"],
@@ -1061,10 +1335,10 @@ def _accounts_from(c: pd.DataFrame) -> pd.DataFrame:
         "encounter_type": first["encounter_type"],
         "service_date": first["service_date"],
         "discharge_date": None,
-        "primary_payer_id": primary.where(primary.notna(), first["payer_id"]),
+        "primary_payer_id": first["payer_id"],  # (the primary's payer, else the first claim's)
         "patient_age": first["patient_age"],
         "patient_state": first["patient_state"],
-        "total_charges": first["account_id"].map(total),
+        "total_charges": total_charges,
         "x12_source": first["x12_source"],
     })
 
@@ -1083,8 +1357,8 @@ def _typed(name: str, df: pd.DataFrame) -> pd.DataFrame:
             df[col] = pd.to_numeric(df[col]).astype("float64")
         elif spec.type == "int":
             df[col] = pd.to_numeric(df[col]).astype("Int64")
-        elif df[col].dtype != object:
-            df[col] = df[col].astype(object).where(df[col].notna(), None)
+        elif df[col].dtype != "str":
+            df[col] = df[col].astype("str")  # Arrow-backed: cheap to hash, dedupe and write
     return df
 
 
@@ -1129,8 +1403,9 @@ def _with_charges(txn: pd.DataFrame, acc: pd.DataFrame) -> pd.DataFrame:
 def _dedupe(name: str, df: pd.DataFrame) -> pd.DataFrame:
     spec = TABLES[name]
     if "x12_source" in df:
-        df = df.assign(_p=df["x12_source"].map(_SOURCE_PRIORITY).fillna(0))
-        df = df.sort_values("_p", kind="stable").drop(columns="_p")
+        p = _priority(df["x12_source"], 0)
+        if len(p) and (p != p[0]).any():  # (a stable sort of equal keys would change nothing)
+            df = df.assign(_p=p).sort_values("_p", kind="stable").drop(columns="_p")
     if not spec.unique_key:
         return df.reset_index(drop=True)  # (filtered against what was ingested before, above)
     return df.drop_duplicates(list(spec.key), keep="first").reset_index(drop=True)
@@ -1191,6 +1466,7 @@ def ingest(
     paths: Iterable[str | os.PathLike],
     out: str | os.PathLike | None = None,
     strict: bool = False,
+    workers: int | None = None,
 ) -> tuple[dict[str, pd.DataFrame], IngestSummary]:
     """Read X12 files; with `out`, append the contract tables there (idempotent, atomic).
 
@@ -1211,7 +1487,7 @@ def ingest(
             for reason in strict_problems(p):
                 summary.problems.append(Problem(str(p), None, reason, "note"))
     with _gc_paused():
-        rows, parsed, summary = parse_files(paths, seen_sha, seen_ic, summary)
+        rows, parsed, summary = parse_files(paths, seen_sha, seen_ic, summary, workers)
         before = {n: len(df) for n, df in existing.items()}
         tables = build_tables(rows, existing, summary)
         del rows
