@@ -435,6 +435,64 @@ def score(
                f"at {result.as_of.date()} with {version_label}; wrote {out}")
 
 
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="Port to listen on.")] = 3000,
+    tracking_uri: TrackingUri = None,
+    model_alias: Annotated[str, typer.Option("--model-alias", help="Registry alias to serve.")] = "champion",
+    model_version: Annotated[str | None, typer.Option("--model-version", help="A version instead.")] = None,
+    model_name: Annotated[str, typer.Option("--model-name", help="Registered model name.")] = "recoup",
+    ranking_config: Annotated[Path | None, typer.Option("--ranking-config", help="Ranking YAML.")] = None,
+    no_auth: Annotated[bool, typer.Option("--no-auth", help="Serve without a bearer token (never in "
+                                                            "production).")] = False,
+) -> None:
+    """Serve real-time scoring over HTTP (BentoML): POST /score, POST /worklist, POST /admin/reload,
+    /livez, /readyz, /metrics. Requests need `Authorization: Bearer $RECOUP_API_TOKEN`; without the
+    variable the server refuses to start unless --no-auth is given. SIGHUP (or POST /admin/reload)
+    re-resolves the model alias and swaps the model without downtime."""
+    import os
+
+    if not os.environ.get("RECOUP_API_TOKEN") and not no_auth:
+        _fail("RECOUP_API_TOKEN is not set: set it to the bearer token clients must send, or pass --no-auth "
+              "explicitly to serve without authentication", 2)
+    os.environ["RECOUP_NO_AUTH"] = "1" if no_auth else ""
+    os.environ["RECOUP_MODEL_NAME"] = model_name
+    os.environ["RECOUP_MODEL_ALIAS"] = model_alias
+    if model_version:
+        os.environ["RECOUP_MODEL_VERSION"] = model_version
+    if tracking_uri:
+        os.environ["MLFLOW_TRACKING_URI"] = tracking_uri
+    if ranking_config:
+        os.environ["RECOUP_RANKING_CONFIG"] = str(ranking_config.resolve())
+    _setup_logging()
+    from serving.service import run_server
+
+    try:
+        run_server(host, port)
+    except (LookupError, RuntimeError, ValueError) as err:
+        _fail(str(err))
+
+
+
+@app.command()
+def load(
+    data: DataArg,
+    url: Annotated[str, typer.Argument(help="The PostgreSQL database: postgresql://user@host:port/db.")],
+    extract_date: ExtractDate = None,
+) -> None:
+    """Validate a dataset and load its contract tables into PostgreSQL (typed, keyed, indexed; one transaction)."""
+    from features.contract import ContractError
+    from serving.sql import load_dataset
+
+    _setup_logging()
+    try:
+        counts = load_dataset(data, url, extract_date=extract_date)
+    except (ContractError, ValueError) as err:
+        _fail(str(err))
+    typer.echo(f"loaded {len(counts)} tables ({sum(counts.values()):,} rows): "
+               + ", ".join(f"{n} {c:,}" for n, c in counts.items()))
+
 
 def main() -> None:  # pragma: no cover
     app()

@@ -36,6 +36,7 @@ class BatchResult:
     drift: pd.DataFrame
     ranked: Ranked | None = None
     warnings: list[str] = field(default_factory=list)
+    info: dict = field(default_factory=dict)  # engine details (Spark: how the tables were read, groups)
 
 
 def partition_by_account(ds: Dataset, chunk_size: int) -> Iterator[Dataset]:
@@ -118,9 +119,6 @@ def run_batch(source, as_of, target: str | None, model, model_version: str, *, r
 
 def _score_and_write(ds, as_of, target, model, model_version, cfg, run_id, chunk_size, reasons_rows, progress,
                      record, timings: dict[str, float]):
-    from serving.store import record_run, write_worklist
-    from training.drift import WARN_PSI, drift_report
-
     n_total = len(ds["accounts"])
     feats, scored_acc, scored_den = [], [], []
     t_feat = t_score = 0.0
@@ -141,11 +139,35 @@ def _score_and_write(ds, as_of, target, model, model_version, cfg, run_id, chunk
         if progress is not None:
             progress(done, n_total)
     timings["features_s"], timings["predict_s"] = t_feat, t_score
+    return finish_run(feats, scored_acc, scored_den, as_of, target, model, model_version, cfg, run_id, reasons_rows,
+                      record, timings)
+
+
+def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame:
+    """Concatenate chunk results; a text column that is all-missing in one chunk (object dtype) keeps
+    the text dtype of the others, so the result does not depend on how the accounts were cut."""
+    if not frames:
+        return pd.DataFrame()
+    out = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+    for col in out.columns:
+        if out[col].dtype == object:
+            text = [f[col].dtype for f in frames if col in f and isinstance(f[col].dtype, pd.StringDtype)]
+            if text and pd.api.types.infer_dtype(out[col], skipna=True) in ("string", "empty"):
+                out[col] = out[col].astype(text[0])
+    return out
+
+
+def finish_run(feats: list[pd.DataFrame], scored_acc: list[pd.DataFrame], scored_den: list[pd.DataFrame], as_of,
+               target, model, model_version, cfg, run_id, reasons_rows, record, timings: dict[str, float]):
+    """The driver's part of every engine: global order (capacity, exploration), reasons for the top rows,
+    drift, then the safe write and the runs record. `feats`/`scored_*` are the per-chunk (or per-group)
+    results of `features_and_scores`, in any order."""
+    from serving.store import record_run, write_worklist
+    from training.drift import WARN_PSI, drift_report
+
     t4 = time.perf_counter()
-    features = pd.concat(feats, ignore_index=True) if feats else pd.DataFrame()
-    scored = Ranked(pd.concat(scored_acc, ignore_index=True) if scored_acc else pd.DataFrame(),
-                    pd.concat([d for d in scored_den if len(d)], ignore_index=True)
-                    if any(len(d) for d in scored_den) else pd.DataFrame())
+    features = _concat(feats)
+    scored = Ranked(_concat(scored_acc), _concat([d for d in scored_den if len(d)]))
     reasons = int(cfg["reasons"]["batch_rows"]) if reasons_rows is None else reasons_rows
     ranked = finalize(model, features, scored, cfg, model_version, run_id, reasons_rows=reasons)
     timings["rank_reasons_s"] = time.perf_counter() - t4

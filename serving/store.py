@@ -19,6 +19,23 @@ import pandas as pd
 
 from features.data import is_sql_url, split_sql_target
 
+# The runs record has a fixed set of columns (a SQL table cannot grow new ones between inserts).
+RUN_COLUMNS = ["run_id", "as_of", "engine", "model_version", "status", "started_at", "finished_at", "n_accounts",
+               "n_denials", "drift_warnings", "timings"]
+_RUN_SQL_TYPES = {"n_accounts": "bigint", "n_denials": "bigint", "drift_warnings": "bigint"}
+
+# Test-only hook: seconds to sleep after every file of a run is staged and before any is moved into
+# place (Parquet) or before the transaction commits (SQL), so a test can kill a run mid-write.
+PAUSE_ENV = "RECOUP_TEST_PAUSE_BEFORE_SWAP"
+
+
+def _test_pause() -> None:
+    seconds = float(os.environ.get(PAUSE_ENV) or 0)
+    if seconds > 0:
+        import time
+
+        time.sleep(seconds)
+
 
 def _atomic_parquet(df: pd.DataFrame, path: Path) -> Path:
     """Write next to `path` (a dot-file readers ignore), fsync, then rename over it."""
@@ -61,6 +78,7 @@ def write_worklist(target: str, as_of: pd.Timestamp, accounts: pd.DataFrame, den
         final = paths[kind] / f"as_of={day}" / names[kind]
         staged.append((_atomic_parquet(_for_storage(df).drop(columns=["as_of"], errors="ignore")
                                        if kind != "drift" else df, final), final))
+    _test_pause()
     for tmp, final in staged:  # every file is complete on disk before any is moved into place
         os.replace(tmp, final)
 
@@ -99,7 +117,10 @@ def read_worklist(target: str, as_of=None, kind: str = "accounts") -> pd.DataFra
 
 def record_run(target: str, record: dict) -> None:
     """Insert or update one row of the runs record (by run_id)."""
-    row = pd.DataFrame([{k: (json.dumps(v) if isinstance(v, dict | list) else v) for k, v in record.items()}])
+    row = pd.DataFrame([{k: json.dumps(v) if isinstance(v, dict | list) else v
+                         for k in RUN_COLUMNS for v in [record.get(k)]}], columns=RUN_COLUMNS)
+    row = row.astype({c: "Int64" for c in _RUN_SQL_TYPES}).astype(
+        {c: object for c in RUN_COLUMNS if c not in _RUN_SQL_TYPES})
     if is_sql_url(target):
         import sqlalchemy as sa
 
@@ -108,8 +129,9 @@ def record_run(target: str, record: dict) -> None:
         engine = sa.create_engine(url)
         try:
             with engine.begin() as conn:
-                if sa.inspect(conn).has_table(runs):
-                    conn.execute(sa.text(f"DELETE FROM {runs} WHERE run_id = :r"), {"r": record["run_id"]})
+                cols = ", ".join(f"{c} {_RUN_SQL_TYPES.get(c, 'text')}" for c in RUN_COLUMNS)
+                conn.execute(sa.text(f"CREATE TABLE IF NOT EXISTS {runs} ({cols}, PRIMARY KEY (run_id))"))
+                conn.execute(sa.text(f"DELETE FROM {runs} WHERE run_id = :r"), {"r": record["run_id"]})
                 row.to_sql(runs, conn, if_exists="append", index=False)
         finally:
             engine.dispose()
@@ -118,8 +140,8 @@ def record_run(target: str, record: dict) -> None:
     old = pd.read_parquet(path) if path.exists() else pd.DataFrame()
     if len(old):
         old = old[old["run_id"] != record["run_id"]]
-    new = pd.concat([old, row], ignore_index=True) if len(old) else row
-    tmp = _atomic_parquet(new.astype({c: "object" for c in new.columns if new[c].dtype == "object"}), path)
+    new = pd.concat([old.reindex(columns=RUN_COLUMNS), row], ignore_index=True) if len(old) else row
+    tmp = _atomic_parquet(new.astype({c: "Int64" for c in _RUN_SQL_TYPES}), path)
     os.replace(tmp, path)
 
 
@@ -156,6 +178,8 @@ def _write_sql(target: str, day: str, accounts: pd.DataFrame, denials: pd.DataFr
                 df["as_of"] = pd.to_datetime(df["as_of"]).dt.date
                 if sa.inspect(conn).has_table(name):
                     conn.execute(sa.text(f"DELETE FROM {name} WHERE as_of = :d"), {"d": pd.Timestamp(day).date()})
-                df.to_sql(name, conn, if_exists="append", index=False, chunksize=10_000, method="multi")
+                df.to_sql(name, conn, if_exists="append", index=False, method="multi",
+                          chunksize=max(1, 30_000 // max(len(df.columns), 1)))  # < 65,535 bind parameters
+            _test_pause()
     finally:
         engine.dispose()

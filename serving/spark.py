@@ -1,0 +1,314 @@
+"""The nightly batch on Spark: the same feature and scoring functions as the local engine
+(`serving.batch.features_and_scores`), run per group of whole accounts with `groupBy(part).applyInPandas`.
+
+How the rows travel:
+- Spark reads every contract table (a Parquet/CSV folder, or a SQL database over JDBC when the
+  PostgreSQL JDBC driver jar is on hand, else through SQLAlchemy on the driver), finds each row's
+  account (claim lines, remittances and appeals through their claim; adjustments and remit lines
+  through their remittance) and gives it the partition key `part = pmod(xxhash64(account_id), P)`.
+- The tables are unioned into one long frame: `_table` names the table, `{table}__{column}` holds
+  its columns (dates travel as days since 1970-01-01). One group holds every row of its accounts.
+- Each group rebuilds a small `features.data.Dataset` (typed by `coerce_table`, exactly as the
+  readers type it; the payer table is shipped whole with the function), calls `features_and_scores`
+  and returns its feature rows, scored account rows and scored denial rows as pickled pandas frames
+  (exact dtypes, no schema to keep in step with the feature catalogue).
+- The driver calls `serving.batch.finish_run`: the global order (capacity, exploration), reasons for
+  the top rows, drift, the safe write with serving/store.py and the runs record, as the local engine.
+
+Validation: the dataset is read and validated on the driver with the same pandera checks as the
+local engine before Spark starts, so a broken dataset stops the run before anything is written.
+"""
+
+from __future__ import annotations
+
+import glob
+import logging
+import os
+import pickle
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from features.contract import TABLES
+from features.data import Dataset, coerce_table, is_sql_url, read_dataset
+from serving.batch import _BY_ACCOUNT, _BY_CLAIM, _BY_REMIT, BatchResult, features_and_scores, finish_run
+from serving.ranking import load_ranking_config
+
+log = logging.getLogger(__name__)
+
+SHIPPED = _BY_ACCOUNT + _BY_CLAIM + _BY_REMIT  # the tables that belong to an account
+ACCOUNTS_PER_GROUP = 20_000
+_EPOCH = "1970-01-01"
+
+
+def jdbc_jars() -> list[str]:
+    """PostgreSQL JDBC driver jars available offline: RECOUP_JDBC_JARS (os.pathsep separated), else the
+    newest one in the local Maven repository (~/.m2). Spark never downloads jars at run time here."""
+    env = os.environ.get("RECOUP_JDBC_JARS")
+    if env:
+        return [p for p in env.split(os.pathsep) if p and Path(p).exists()]
+    found = sorted(glob.glob(str(Path.home() / ".m2/repository/org/postgresql/postgresql/*/postgresql-*.jar")))
+    found = [f for f in found if not f.endswith(("-sources.jar", "-javadoc.jar"))]
+    return found[-1:]
+
+
+def spark_session(master: str = "local[*]", conf: dict | None = None):
+    """A SparkSession whose Python workers run this interpreter (PYSPARK_PYTHON set before it starts)."""
+    os.environ["PYSPARK_PYTHON"] = sys.executable
+    os.environ["PYSPARK_DRIVER_PYTHON"] = sys.executable
+    from pyspark.sql import SparkSession
+
+    builder = (SparkSession.builder.master(master).appName("recoup-batch")
+               .config("spark.sql.session.timeZone", "UTC")
+               .config("spark.sql.execution.arrow.pyspark.enabled", "true")
+               .config("spark.driver.maxResultSize", "0")
+               .config("spark.ui.enabled", "false")
+               .config("spark.ui.showConsoleProgress", str(sys.stderr.isatty()).lower())
+               .config("spark.sql.adaptive.enabled", "false")  # one group per partition key, as planned
+               .config("spark.driver.memory", os.environ.get("RECOUP_SPARK_DRIVER_MEMORY", "4g")))
+    jars = jdbc_jars()
+    if jars:
+        builder = builder.config("spark.jars", ",".join(jars))
+    for k, v in (conf or {}).items():
+        builder = builder.config(k, v)
+    spark = builder.getOrCreate()
+    spark.sparkContext.setLogLevel("ERROR")
+    return spark
+
+
+def jdbc_options(url: str) -> tuple[str, dict[str, str]]:
+    """A SQLAlchemy URL (postgresql[+driver]://user:pw@host:port/db) as a JDBC URL and properties."""
+    import sqlalchemy as sa
+
+    u = sa.engine.make_url(url)
+    if u.get_backend_name() != "postgresql":
+        raise ValueError(f"the Spark engine reads SQL over JDBC from PostgreSQL only, not {u.get_backend_name()}")
+    jdbc = f"jdbc:postgresql://{u.host or 'localhost'}:{u.port or 5432}/{u.database or ''}"
+    props = {"driver": "org.postgresql.Driver", "user": u.username or "postgres"}
+    if u.password:
+        props["password"] = str(u.password)
+    return jdbc, props
+
+
+# ----------------------------------------------------------------------------- reading
+
+
+def _read_tables(spark, source, ds: Dataset, names: list[str]) -> tuple[dict, str]:
+    """Spark DataFrames of the shipped tables `names`, and how they were read."""
+    if not is_sql_url(source):
+        folder = Path(source)
+        out = {}
+        for name in names:
+            pq, csv = folder / f"{name}.parquet", folder / f"{name}.csv"
+            if pq.exists():
+                out[name] = spark.read.parquet(str(pq))
+            else:
+                out[name] = spark.read.option("header", True).csv(str(csv))
+        return out, "parquet/csv"
+    if jdbc_jars():
+        try:
+            url, props = jdbc_options(source.partition("#")[0])
+            out = {name: spark.read.jdbc(url, name, properties=props) for name in names}
+            return out, "jdbc"
+        except Exception as err:  # noqa: BLE001 - no driver class or not PostgreSQL: fall back below
+            log.warning("JDBC read unavailable (%s); reading the SQL tables on the driver", type(err).__name__)
+    # Fallback: the validated frames (read with SQLAlchemy on the driver) become Spark DataFrames.
+    return {name: _from_pandas(spark, name, ds[name]) for name in names}, "sqlalchemy"
+
+
+def _from_pandas(spark, name: str, df: pd.DataFrame):
+    import pyarrow as pa
+
+    from features.data import arrow_schema
+
+    schema = arrow_schema(name)
+    df = df[[c for c in schema.names if c in df]]
+    table = pa.Table.from_pandas(df, schema=pa.schema([schema.field(c) for c in df.columns]), preserve_index=False)
+    return spark.createDataFrame(table.to_pandas(date_as_object=False)) if len(df) else spark.createDataFrame(
+        [], _spark_schema(name, list(df.columns)))
+
+
+def _spark_schema(name: str, cols: list[str]):
+    from pyspark.sql import types as T
+
+    kinds = {"str": T.StringType(), "date": T.DateType(), "money": T.DoubleType(), "signed_money": T.DoubleType(),
+             "float": T.DoubleType(), "int": T.LongType()}
+    return T.StructType([T.StructField(c, kinds[TABLES[name].columns[c].type], True) for c in cols])
+
+
+def _normalised(name: str, df):
+    """The table's contract columns with one type per contract type (dates as days since 1970-01-01)."""
+    from pyspark.sql import functions as F
+    from pyspark.sql import types as T
+
+    cols = []
+    types = dict(df.dtypes)
+    for col, c in TABLES[name].columns.items():
+        if col not in types:
+            continue
+        x = F.col(col)
+        if c.type == "date":
+            if types[col] == "string":
+                x = F.to_date(F.substring(x, 1, 10))
+            x = F.datediff(F.to_date(x), F.lit(_EPOCH)).cast(T.LongType())
+        elif c.type == "int":
+            x = x.cast(T.LongType())
+        elif c.type == "str":
+            x = x.cast(T.StringType())
+        else:
+            x = x.cast(T.DoubleType())
+        cols.append(x.alias(f"{name}__{col}"))
+    return df.select(*cols)
+
+
+def _long_frame(frames: dict, n_parts: int):
+    """Every shipped table's rows, tagged with their account's partition key, as one long frame."""
+    from pyspark.sql import functions as F
+
+    norm = {name: _normalised(name, df) for name, df in frames.items()}
+    claim_acct = norm["claims"].select(F.col("claims__claim_id").alias("_cid"),
+                                       F.col("claims__account_id").alias("_aid"))
+    remit_acct = None
+    if "remittances" in norm:
+        remit_acct = norm["remittances"].select(F.col("remittances__remit_id").alias("_rid"),
+                                                F.col("remittances__claim_id").alias("_cid")).join(
+            claim_acct, "_cid").select("_rid", "_aid")
+    parts = []
+    for name, df in norm.items():
+        if name in _BY_ACCOUNT:
+            tagged = df.withColumn("_aid", F.col(f"{name}__account_id"))
+        elif name in _BY_CLAIM:
+            tagged = df.join(claim_acct, df[f"{name}__claim_id"] == claim_acct["_cid"]).drop("_cid")
+        else:
+            tagged = df.join(remit_acct, df[f"{name}__remit_id"] == remit_acct["_rid"]).drop("_rid")
+        parts.append(tagged.withColumn("_table", F.lit(name)))
+    long = parts[0]
+    for p in parts[1:]:
+        long = long.unionByName(p, allowMissingColumns=True)
+    return long.withColumn("part", F.pmod(F.xxhash64("_aid"), F.lit(n_parts)).cast("int")).drop("_aid")
+
+
+# ----------------------------------------------------------------------------- per group
+
+
+def _group_worker(model, payers: pd.DataFrame, present: dict[str, list[str]], as_of: pd.Timestamp,
+                  extract_date, cfg: dict):
+    """The function each group runs (on an executor): rebuild the group's Dataset, featurise, score."""
+
+    def work(pdf: pd.DataFrame) -> pd.DataFrame:
+        t0 = time.perf_counter()
+        table_of = pdf["_table"].to_numpy()
+        tables = {"payers": payers}
+        for name, cols in present.items():
+            rows = pdf.loc[table_of == name, [f"{name}__{c}" for c in cols]]
+            rows.columns = cols
+            for col in cols:
+                if TABLES[name].columns[col].type == "date":
+                    days = pd.to_numeric(rows[col], errors="coerce").to_numpy(dtype="float64")
+                    rows[col] = pd.to_datetime(days, unit="D", origin=_EPOCH) if len(rows) else pd.Series(
+                        [], dtype="datetime64[ns]")
+            tables[name], problems = coerce_table(name, rows.reset_index(drop=True))
+            if problems:  # cannot happen after the driver's validation; fail loudly if it does
+                raise ValueError(f"group data breaks the contract: {problems[0]}")
+        ds = Dataset(tables, extract_date=extract_date)
+        t1 = time.perf_counter()
+        acc, scored = features_and_scores(model, ds, as_of, cfg)
+        t2 = time.perf_counter()
+        part = int(pdf["part"].iloc[0])
+        payload = {"features": acc, "accounts": scored.accounts, "denials": scored.denials,
+                   "timings": {"group_build_s": t1 - t0, "features_predict_s": t2 - t1,
+                               "accounts": len(tables["accounts"])}}
+        return pd.DataFrame({"part": [part], "payload": [pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL)]})
+
+    return work
+
+
+# ----------------------------------------------------------------------------- the run
+
+
+def run_spark_batch(source, as_of, target: str | None, model, model_version: str, *, ranking_cfg: dict | None = None,
+                    master: str = "local[*]", reasons_rows: int | None = None, extract_date=None,
+                    run_id: str | None = None, accounts_per_group: int = ACCOUNTS_PER_GROUP,
+                    n_partitions: int | None = None, spark=None, conf: dict | None = None,
+                    keep_result: bool = False) -> BatchResult:
+    """`recoup score --engine spark`: the local engine's result (same worklist), computed on Spark."""
+    from serving.store import record_run
+
+    cfg = ranking_cfg or load_ranking_config()
+    run_id = run_id or uuid.uuid4().hex[:16]
+    as_of = pd.Timestamp(as_of)
+    timings: dict[str, float] = {}
+    info: dict = {"master": master}
+    record = {"run_id": run_id, "as_of": as_of.strftime("%Y-%m-%d"), "model_version": model_version,
+              "engine": "spark", "started_at": pd.Timestamp.now(tz="UTC").isoformat(), "status": "running"}
+    src = str(source)
+
+    t0 = time.perf_counter()
+    ds = read_dataset(src, extract_date=extract_date)  # validation on the driver: raises before writing
+    timings["read_validate_s"] = time.perf_counter() - t0
+    if ds.extract_date is not None and as_of > ds.extract_date:
+        raise ValueError(f"as-of date {as_of.date()} is after the data's extract date {ds.extract_date.date()}")
+    n_accounts = len(ds["accounts"])
+    payers = ds["payers"]
+    present = {n: [c for c in TABLES[n].columns if c in ds[n]] for n in SHIPPED if n in ds}
+    if not is_sql_url(src):
+        # Spark reads the folder itself; the driver's copy was only needed for validation
+        ds = Dataset({n: ds[n] for n in ds.tables if n == "payers"}, extract_date=ds.extract_date, source=src)
+    if target is not None:
+        record_run(target, record)
+    try:
+        t1 = time.perf_counter()
+        spark = spark or spark_session(master, conf)
+        timings["spark_start_s"] = time.perf_counter() - t1
+        ranked, drift, warnings = _run(spark, src, ds, present, payers, as_of, target, model, model_version, cfg,
+                                       run_id, reasons_rows, accounts_per_group, n_partitions, n_accounts,
+                                       record, timings, info)
+    except BaseException:
+        if target is not None:
+            record.update(status="failed", finished_at=pd.Timestamp.now(tz="UTC").isoformat())
+            try:
+                record_run(target, record)
+            except Exception:  # noqa: BLE001 - the original error is the one to report
+                log.exception("could not record the failed run")
+        raise
+    log.info("spark: scored %d accounts and %d denials in %.1fs", len(ranked.accounts), len(ranked.denials),
+             sum(v for k, v in timings.items() if not k.startswith("worker_")))
+    return BatchResult(run_id, as_of, len(ranked.accounts), len(ranked.denials), timings, drift,
+                       ranked if keep_result else None, warnings, info)
+
+
+def _run(spark, src, ds, present, payers, as_of, target, model, model_version, cfg, run_id, reasons_rows,
+         accounts_per_group, n_partitions, n_accounts, record, timings, info):
+    from pyspark.sql import types as T
+
+    t0 = time.perf_counter()
+    frames, how = _read_tables(spark, src, ds, list(present))
+    log.info("spark: tables read via %s", how)
+    info["reader"] = how
+    n_parts = n_partitions or max(spark.sparkContext.defaultParallelism,
+                                  int(np.ceil(n_accounts / max(accounts_per_group, 1))))
+    spark.conf.set("spark.sql.shuffle.partitions", str(n_parts))
+    long = _long_frame(frames, n_parts)
+    schema = T.StructType([T.StructField("part", T.IntegerType()), T.StructField("payload", T.BinaryType())])
+    work = _group_worker(model, payers, present, as_of, ds.extract_date, cfg)
+    rows = long.groupBy("part").applyInPandas(work, schema=schema).collect()
+    timings["spark_job_s"] = time.perf_counter() - t0  # read, shuffle, features and both models on the workers
+    feats, scored_acc, scored_den = [], [], []
+    build = fp = 0.0
+    for row in sorted(rows, key=lambda r: r["part"]):
+        payload = pickle.loads(row["payload"])
+        feats.append(payload["features"])
+        scored_acc.append(payload["accounts"])
+        scored_den.append(payload["denials"])
+        build += payload["timings"]["group_build_s"]
+        fp += payload["timings"]["features_predict_s"]
+    timings["worker_group_build_s"], timings["worker_features_predict_s"] = build, fp  # summed over workers
+    log.info("spark: %d groups of accounts", len(rows))
+    info["groups"] = len(rows)
+    ranked, drift, warnings = finish_run(feats, scored_acc, scored_den, as_of, target, model, model_version, cfg,
+                                         run_id, reasons_rows, record, timings)
+    return ranked, drift, warnings
