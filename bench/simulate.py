@@ -7,9 +7,13 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import sys
 import tempfile
 import time
 from pathlib import Path
+
+# `python bench/x.py` puts bench/ first on the path, where bench/features.py would shadow the package
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def main() -> None:
