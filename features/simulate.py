@@ -486,37 +486,26 @@ def _build_tables(P: dict, events, payers: pd.DataFrame, start: pd.Timestamp) ->
     work_kind = CARCS["work"].to_numpy()[P["carc"]]
     sub = a(EV_SUBMIT)
     ix = sub["acct"].to_numpy()
-    claim_type = np.where(P["encounter"][ix] == 0, "professional", "institutional")
-    claims = [pd.DataFrame({
-        "claim_id": _ids("C", first + ix) + "-1", "account_id": acct_id[ix], "payer_id": payer_ids[P["payer_ix"][ix]],
-        "payer_sequence": 1, "claim_type": claim_type, "frequency": "original",
-        "submitted_date": sub["date"].to_numpy(),
-        "billed_amount": P["charges"][ix],
-        "principal_dx": np.array(DX, dtype=object)[P["proc_seed"][ix] % len(DX)], "dx_version": 10,
-        "original_claim_id": None,
-    })]
+    def claim_frame(ix_, suffix, payer_ix, sequence, frequency, dates, original=None) -> pd.DataFrame:
+        return pd.DataFrame({
+            "claim_id": _ids("C", first + ix_) + suffix, "account_id": acct_id[ix_], "payer_id": payer_ids[payer_ix],
+            "payer_sequence": sequence,
+            "claim_type": np.where(P["encounter"][ix_] == 0, "professional", "institutional"),
+            "frequency": frequency, "submitted_date": dates, "billed_amount": P["charges"][ix_],
+            "principal_dx": np.array(DX, dtype=object)[P["proc_seed"][ix_] % len(DX)], "dx_version": 10,
+            "original_claim_id": original,
+        })
+
+    claims = [claim_frame(ix, "-1", P["payer_ix"][ix], 1, "original", sub["date"].to_numpy())]
     work = a(EV_WORK)
     corrected = work[work_kind[work["acct"].to_numpy()] == "corrected"]
     cix = corrected["acct"].to_numpy()
-    claims.append(pd.DataFrame({
-        "claim_id": _ids("C", first + cix) + "-2", "account_id": acct_id[cix],
-        "payer_id": payer_ids[P["payer_ix"][cix]], "payer_sequence": 1,
-        "claim_type": np.where(P["encounter"][cix] == 0, "professional", "institutional"),
-        "frequency": "corrected", "submitted_date": corrected["date"].to_numpy(), "billed_amount": P["charges"][cix],
-        "principal_dx": np.array(DX, dtype=object)[P["proc_seed"][cix] % len(DX)], "dx_version": 10,
-        "original_claim_id": _ids("C", first + cix) + "-1",
-    }))
+    claims.append(claim_frame(cix, "-2", P["payer_ix"][cix], 1, "corrected", corrected["date"].to_numpy(),
+                              _ids("C", first + cix) + "-1"))
     primary_paid = ev[ev.kind.isin([EV_PAID, EV_OVERTURN])]
     sec = primary_paid[P["has_sec"][primary_paid["acct"].to_numpy()]]
     six = sec["acct"].to_numpy()
-    claims.append(pd.DataFrame({
-        "claim_id": _ids("C", first + six) + "-S", "account_id": acct_id[six],
-        "payer_id": payer_ids[P["sec_ix"][six]], "payer_sequence": 2,
-        "claim_type": np.where(P["encounter"][six] == 0, "professional", "institutional"),
-        "frequency": "original", "submitted_date": sec["date"].to_numpy(), "billed_amount": P["charges"][six],
-        "principal_dx": np.array(DX, dtype=object)[P["proc_seed"][six] % len(DX)], "dx_version": 10,
-        "original_claim_id": None,
-    }))
+    claims.append(claim_frame(six, "-S", P["sec_ix"][six], 2, "original", sec["date"].to_numpy()))
     claims_df = pd.concat(claims, ignore_index=True)
 
     # ---- claim lines: the charge split across 1-4 lines (last line takes the rounding)
