@@ -586,17 +586,26 @@ def _map_835(segs: list[str], first: int, ctx: _Ctx, out: _Rows) -> tuple[int, i
             if cur is None:
                 raise X12Error(first + k, "SVC outside a claim")
             s = seg.split(sep)
+            ns = len(s)
             line_adj = []
             line_no += 1
             proc = s[1].split(comp)
             code = proc[1].strip() if len(proc) > 1 else proc[0].strip()
-            rev = _el(s, 4).strip() if proc[0] != "NU" else code
+            rev = (s[4].strip() if ns > 4 else "") if proc[0] != "NU" else code
             if proc[0] == "NU" or rev:
                 institutional = True
                 if rev.lstrip("0")[:2] == "45":
                     er = True
-            charge, paid = _el(s, 2), _el(s, 3)
-            if not charge or not paid:
+            charge = s[2] if ns > 2 else ""
+            paid = s[3] if ns > 3 else ""
+            if charge and paid:
+                try:
+                    rlines.append((cur[0], line_no, code, float(charge), float(paid)))
+                    k += 1
+                    continue
+                except ValueError:
+                    pass  # (reported just below, naming the element)
+            else:
                 notes["SVC without charge or paid amount: recorded as 0"] += 1
             rlines.append((cur[0], line_no, code,
                            _money(charge, first + k, "SVC02 line charge") if charge else 0.0,
@@ -604,8 +613,8 @@ def _map_835(segs: list[str], first: int, ctx: _Ctx, out: _Rows) -> tuple[int, i
         elif t3 == "DTM":
             if cur is not None and cur[9] is None:
                 s = seg.split(sep)
-                if _el(s, 1) in ("232", "472", "150"):
-                    cur[9] = _d8(_el(s, 2))
+                if len(s) > 1 and s[1] in ("232", "472", "150"):
+                    cur[9] = _d8(s[2] if len(s) > 2 else "")
         elif t3 == "CLP":
             close_claim()
             s = seg.split(sep)
@@ -620,20 +629,31 @@ def _map_835(segs: list[str], first: int, ctx: _Ctx, out: _Rows) -> tuple[int, i
             status = CLAIM_STATUS_FROM_X12.get(code)
             if status is None:
                 raise X12Error(n, f"CLP02 claim status code {code!r} is not one the contract knows")
+            ns = len(s)
+            try:
+                paid = float(s[4])
+                resp = float(s[5]) if ns > 5 and s[5] else 0.0
+                billed = float(s[3])
+            except ValueError:  # name the element, in the order they are read
+                _money(s[4], n, "CLP04 paid amount")
+                if ns > 5 and s[5]:
+                    _money(s[5], n, "CLP05 patient responsibility")
+                raise X12Error(n, "CLP03 billed amount is not a number") from None
             cur = [
                 # content-based: a re-sent interchange gives the same ids (deduplicated by key)
-                _hash16(hash_prefix + str(clp_no) + "|" + "|".join(s[1:8])), s[1].strip(), None, status,
-                _money(s[4], n, "CLP04 paid amount"),
-                _money(s[5], n, "CLP05 patient responsibility") if _el(s, 5) else 0.0,
-                _el(s, 7).strip() or None, None, _money(s[3], n, "CLP03 billed amount"), None,
+                _blake2b((hash_prefix + str(clp_no) + "|" + "|".join(s[1:8])).encode(),
+                         digest_size=16).hexdigest()[:16],
+                s[1].strip(), None, status, paid, resp,
+                (s[7].strip() or None) if ns > 7 else None, None, billed, None,
                 "", "", "", SEQUENCE_FROM_STATUS.get(code, 1),
             ]
-            filing = filing or _el(s, 6)
+            if not filing and ns > 6:
+                filing = s[6]
             remits.append(cur)
         elif t3 == "NM1":
             if cur is not None and (seg.startswith(nm1qc) or seg == nm1qc[:-1]):
                 s = seg.split(sep)
-                cur[10] = _el(s, 9).strip() or "|".join(x.strip().upper() for x in s[3:5])
+                cur[10] = (s[9].strip() if len(s) > 9 else "") or "|".join(x.strip().upper() for x in s[3:5])
         elif t3 == lq:
             s = seg.split(sep)
             if _el(s, 1) == "HE":
@@ -1484,8 +1504,8 @@ def ingest(
     paths = list(paths)
     if strict:
         for p in iter_x12_files(paths):
-            for reason in strict_problems(p):
-                summary.problems.append(Problem(str(p), None, reason, "note"))
+            for seg, reason in strict_problems(p):
+                summary.problems.append(Problem(str(p), seg, reason, "note"))
     with _gc_paused():
         rows, parsed, summary = parse_files(paths, seen_sha, seen_ic, summary, workers)
         before = {n: len(df) for n, df in existing.items()}
@@ -1512,22 +1532,60 @@ def ingest(
     return tables, summary
 
 
-def strict_problems(path: Path) -> list[str]:
-    """pyx12's loop-aware validation of one file (slow; `--strict`): the error texts, no values."""
-    import io
+def _pyx12_errors(doc: dict) -> Iterator[tuple[int | None, str]]:
+    """(segment number in the file, short description) of each error in pyx12's JSON error report:
+    segment ids, element positions and X12 error codes only (its texts may quote values)."""
+    def errs(node: dict, what: str) -> Iterator[tuple[int | None, str]]:
+        for e in node.get("errors") or []:
+            yield node.get("cur_line"), f"{what}: X12 error code {e.get('err_cde', '?')}"
 
-    import pyx12.error_handler
+    for isa in doc.get("interchanges") or []:
+        yield from errs(isa, "interchange envelope")
+        for gs in isa.get("groups") or []:
+            yield from errs(gs, "functional group")
+            for st in gs.get("transactions") or []:
+                yield from errs(st, f"transaction set {st.get('trn_set_id') or '?'}")
+                for seg in st.get("segments") or []:
+                    sid = seg.get("seg_id") or "?"
+                    yield from errs(seg, f"segment {sid}")
+                    for el in seg.get("elements") or []:
+                        pos = f"{sid}{int(el['ele_pos']):02d}" if el.get("ele_pos") else sid
+                        if el.get("subele_pos"):
+                            pos += f"-{int(el['subele_pos']):02d}"
+                        for e in el.get("errors") or []:
+                            yield seg.get("cur_line"), f"element {pos}: X12 error code {e.get('err_cde', '?')}"
+
+
+def strict_problems(path: Path, limit: int = 5) -> list[tuple[int | None, str]]:
+    """pyx12's loop-aware validation of one file (slow; `--strict`): (segment number, reason) of the
+    first `limit` errors and a count of the rest. No values: segment ids, positions and codes only."""
+    import io
+    import json
+
     import pyx12.params
     import pyx12.x12n_document
 
-    params = pyx12.params.params()
-    errh = pyx12.error_handler.errh_null()
+    pyx12_log = logging.getLogger("pyx12")
+    level = pyx12_log.level
+    pyx12_log.setLevel(logging.CRITICAL)  # its messages quote segments (ids, amounts)
+    report = io.StringIO()
     try:
-        with open(path, encoding="utf-8-sig", errors="replace") as fd:
-            ok = pyx12.x12n_document.x12n_document(params, fd, io.StringIO(), io.StringIO(), None, errh)
-    except Exception as err:  # pyx12 raises its own error types for unreadable files
-        return [f"pyx12 strict validation could not read the file ({type(err).__name__})"]
-    if ok:
+        ok = pyx12.x12n_document.x12n_document(
+            pyx12.params.params(), str(path), io.StringIO(), None, None, report)
+    except Exception as err:  # pyx12 raises its own (and plain) errors on files it cannot walk
+        return [(None, f"pyx12 strict validation could not read the file ({type(err).__name__})")]
+    finally:
+        pyx12_log.setLevel(level)
+    try:
+        doc = json.loads(report.getvalue() or "{}")
+    except ValueError:
+        doc = {}
+    errors = list(_pyx12_errors(doc))
+    if ok and not errors:
         return []
-    return [f"pyx12 strict validation: {errh.err_cde or 'errors'} (first error at segment "
-            f"{getattr(errh, 'cur_line', '?')})"]
+    if not errors:
+        return [(None, "pyx12 strict validation: the file is not valid (no details)")]
+    out = [(seg, f"pyx12 strict validation: {what}") for seg, what in errors[:limit]]
+    if len(errors) > limit:
+        out.append((None, f"pyx12 strict validation: {len(errors) - limit} more error(s)"))
+    return out

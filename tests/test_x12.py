@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import math
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -285,3 +288,112 @@ def test_expected_values(name: str) -> None:
                          and got["line_paid"] == 29.05 else [])
         if "rem_0_code" in want and want["rem_0_code"]:
             assert set(mine["remark_codes"]) == {want["rem_0_code"]}
+
+
+# ------------------------------------------------------------------ remark codes with no CAS to carry them
+
+
+def test_remarks_without_cas_are_noted_not_dropped_silently(tmp_path: Path) -> None:
+    # claim-level MOA remarks on a claim with no claim-level CAS, and a line LQ with no line CAS:
+    # an adjustments row needs a group and reason code, so the contract cannot hold them; say so
+    body = (_835_body().replace("CAS*PR*2*20~", "").replace("CAS*CO*45*0*1*253*0~", "")
+            .replace("SE*18*", "SE*16*"))
+    tables, summary = ingest([_write(tmp_path, "no_cas.835", _interchange(body))])
+    assert summary.transactions_read == 1 and not summary.problems
+    assert len(tables["adjustments"]) == 0 and len(tables["remittances"]) == 1
+    (note,) = [k for k in summary.notes if k.startswith("remark codes")]
+    assert summary.notes[note] == 2  # MA01 (MOA) and N130 (LQ)
+    assert "no CAS adjustment" in note and "not stored" in note
+    assert f"note: {note} (2)" in summary.text()
+    # with CAS segments present the remarks ride on the adjustment rows and nothing is noted
+    tables, summary = ingest([_write(tmp_path, "with_cas.835", _interchange(_835_body()))])
+    assert not any(k.startswith("remark codes") for k in summary.notes)
+    _one_remit(tables)
+
+
+# ------------------------------------------------------------------ the same rows on one or several cores
+
+
+def test_parallel_mapping_gives_the_same_tables(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import features.x12 as x12
+
+    bad = _835_body("0005", "ACCT5").replace("CAS*PR*2*20", "CAS*PR*2*TWENTY")
+    body = "".join(_835_body(f"{i:04d}", f"ACCT{i}") for i in range(1, 5)) + bad + "".join(
+        _835_body(f"{i:04d}", f"ACCT{i}") for i in range(6, 12))
+    p = _write(tmp_path, "many.835", _interchange(body))
+    serial, s1 = ingest([p], workers=1)
+    monkeypatch.setattr(x12, "PARALLEL_MIN_BYTES", 0)
+    parallel, s2 = ingest([p], workers=2)
+    assert s1.as_dict() == s2.as_dict()
+    assert s2.transactions_read == 10 and s2.transactions_skipped == 1
+    assert s2.problems[0].segment == 2 + 4 * 18 + 9  # numbered in the file, not in the worker's part
+    for name, df in serial.items():
+        pd.testing.assert_frame_equal(df, parallel[name], obj=name)
+
+
+# ------------------------------------------------------------------ the CLI: --strict, features on ingested data
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# pyx12's own 835 test file (valid 005010X221A1): passes pyx12's loop-aware validation
+_VALID_835 = """ISA*00*          *00*          *ZZ*D00000         *ZZ*00AA           *141028*1609*^*\
+00501*000238388*1*P*:~
+GS*HP*D00111*00GR*20141028*1609*383880001*X*005010X221A1~ST*835*0001~BPR*H*0*C*NON************20041028~
+TRN*1*000000000*1386000134~REF*EV*00GR~DTM*405*20130901~N1*PR*PAYER~N3*P.O. BOX 30479~N4*LANSING*MI*48909~
+PER*BL*JOHN WAYNE*TE*9995551212~N1*PE*UNKNOWN*FI*444313000~LX*1~TS3*653423424*12*20041231*1*915.39~
+CLP*2005555A*4*915.39*0**MC*4276512332~NM1*QC*1*BACH*JOHANN*S***MR*00001612~NM1*82*2*PAYEE*****MC*44452736~
+SVC*HC:T1005*500.04*0**68~DTM*150*20031129~DTM*151*20031129~CAS*CO*16*500.04~LQ*HE*N14~
+SVC*HC:T1005*127.8*0**16~DTM*150*20031030~DTM*151*20031030~CAS*OA*A7*127.8~LQ*HE*N14~
+SVC*HC:T1005*287.55*0**36~DTM*150*20031031~DTM*151*20031031~CAS*OA*A7*287.55~LQ*HE*N14~SE*31*0001~
+GE*1*383880001~IEA*1*000238388~""".replace("\n", "")
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "recoup_cli", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=600)
+
+
+@pytest.mark.slow
+def test_strict_validation_on_good_and_broken_files(tmp_path: Path) -> None:
+    pytest.importorskip("pyx12")
+    good = _write(tmp_path, "good.835", _VALID_835)
+    # the same file without its mandatory payer contact (PER) segment: still readable, not valid
+    broken = _write(tmp_path, "broken.835", _VALID_835.replace("PER*BL*JOHN WAYNE*TE*9995551212~", "")
+                    .replace("SE*31*", "SE*30*"))
+    res = _cli("ingest-x12", str(good), "--strict", "--json")
+    assert res.returncode == 0, res.stderr
+    out = json.loads(res.stdout)
+    assert out["transactions_read"] == 1 and out["problems"] == []
+    res = _cli("ingest-x12", str(broken), "--strict", "--json")
+    assert res.returncode == 0, res.stderr  # reported, and still read
+    out = json.loads(res.stdout)
+    assert out["transactions_read"] == 1 and out["remits"] == 1
+    strict = [p for p in out["problems"] if "pyx12 strict validation" in p]
+    assert strict and all(p.startswith(f"note: {broken}") for p in strict)
+    assert any("segment PER" in p and "segment 11" in p for p in strict)  # 11th segment: where PER belongs
+    for value in ("2005555A", "915.39", "500.04", "JOHANN", "9995551212"):  # no ids, amounts or names
+        assert value not in res.stdout
+    # without --strict the broken file reads clean (pyx12 is not consulted)
+    res = _cli("ingest-x12", str(broken), "--json")
+    assert json.loads(res.stdout)["problems"] == []
+
+
+@pytest.mark.slow
+def test_features_run_on_ingested_output(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    files = [_write(tmp_path, "c.837", _837P.replace("\n", "")),
+             _write(tmp_path, "r.835", _interchange(_835_body())),
+             _write(tmp_path, "d.835", _interchange(_835_body("0002", "ACCT2", paid="0", clp_status="4"),
+                                                    control="000000102"))]
+    res = _cli("ingest-x12", *map(str, files), "--out", str(data))
+    assert res.returncode == 0, res.stderr
+    res = _cli("validate", str(data))
+    assert res.returncode == 0, res.stdout + res.stderr
+    out, den = tmp_path / "features.parquet", tmp_path / "denials.parquet"
+    res = _cli("features", str(data), "--as-of", "2024-01-04", "--out", str(out), "--denials-out", str(den))
+    assert res.returncode == 0, res.stdout + res.stderr
+    f = pd.read_parquet(out)
+    # ACCT1: charged 100 on 2023-12-20, paid 80 on 2024-01-04 -> open with 20; ACCT2: denied, all open
+    assert set(f["account_id"]) == {"ACCT1", "ACCT2"}
+    assert f["account_id"].is_unique and len(f.columns) > 5
+    assert set(pd.read_parquet(den)["claim_id"]) == {"ACCT2"}
