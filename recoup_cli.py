@@ -147,6 +147,10 @@ def ingest_x12(
         bool, typer.Option("--strict", help="Also validate each file with pyx12 (slow).")
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    workers: Annotated[
+        Optional[int],  # noqa: UP045
+        typer.Option("--workers", min=1, help="Processes mapping large files (default: one per core; 1 = serial)."),
+    ] = None,
 ) -> None:
     """Read X12 835 remittances and 837 claims into the data contract (idempotent append)."""
     import json
@@ -156,7 +160,7 @@ def ingest_x12(
     missing = [str(p) for p in paths if not p.exists()]
     if missing:
         _fail(f"no such file or folder: {', '.join(missing)}", code=2)
-    _, summary = ingest(paths, out=out, strict=strict)
+    _, summary = ingest(paths, out=out, strict=strict, workers=workers)
     typer.echo(json.dumps(summary.as_dict(), indent=2) if as_json else summary.text())
     if summary.files_read == 0 and summary.files_already_ingested == 0:
         _fail("nothing could be read", code=1)
