@@ -1,0 +1,456 @@
+"""The BentoML scoring service: through the real ASGI app (auth, bad input, limits, health, reload,
+parity with the nightly batch, a hypothesis fuzz), plus `recoup serve` in a subprocess and
+`bentoml build`.
+
+One small model is simulated, trained and registered (twice: versions 1 and 2) per module.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+pytestmark = pytest.mark.slow
+
+TOKEN = "test-token-123"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+AS_OF = pd.Timestamp("2025-06-01")
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    """Simulated data, a small model registered twice in a temp SQLite MLflow store, service env."""
+    tmp = tmp_path_factory.mktemp("service")
+    saved = dict(os.environ)
+    uri = f"sqlite:///{tmp / 'mlflow.db'}"
+    os.environ.update(RECOUP_ARTIFACT_ROOT=str(tmp / "artifacts"), MLFLOW_TRACKING_URI=uri,
+                      RECOUP_API_TOKEN=TOKEN, RECOUP_MODEL_ALIAS="champion")
+    for k in ("RECOUP_NO_AUTH", "RECOUP_MODEL_VERSION", "RECOUP_MAX_ACCOUNTS", "RECOUP_MAX_BODY_BYTES"):
+        os.environ.pop(k, None)
+    from features.data import read_dataset
+    from features.simulate import simulate_to_folder
+    from training.config import load_config
+    from training.tracking import log_training_run
+    from training.train import data_fingerprint, synthetic_input_example, train_model
+
+    simulate_to_folder(tmp / "data", 1500, 11, "2024-01-01", "2025-06-30")
+    ds = read_dataset(tmp / "data")
+    cfg = load_config(overrides={"payment_model": {"n_estimators": 60}, "amount_model": {"n_estimators": 60},
+                                 "overturn_model": {"n_estimators": 40}, "snapshots": {"max_as_of_dates": 9}})
+    model, _ = train_model(ds, cfg)
+    reg1 = log_training_run(model, cfg, data_fingerprint(ds), [], synthetic_input_example(model), uri)
+    reg2 = log_training_run(model, cfg, data_fingerprint(ds), [], synthetic_input_example(model), uri)
+    assert (reg1.alias, reg2.alias) == ("champion", "challenger")
+    yield {"tmp": tmp, "uri": uri, "ds": ds, "model": model, "cfg": cfg, "versions": (reg1.version, reg2.version)}
+    os.environ.clear()
+    os.environ.update(saved)
+
+
+@pytest.fixture(scope="module")
+def client(env):
+    from starlette.testclient import TestClient
+
+    from serving.service import RecoupService
+
+    with TestClient(RecoupService.to_asgi(), raise_server_exceptions=False) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def open_ids(env):
+    from features.snapshot import account_features
+
+    acc = account_features(env["ds"], AS_OF, stats=env["model"].stats_, with_labels=False)
+    return sorted(acc["account_id"])
+
+
+def _body(env, ids) -> dict:
+    from serving.service import history_from_dataset
+
+    return history_from_dataset(env["ds"], ids, AS_OF)
+
+
+def _set_alias(env, version: str) -> None:
+    import mlflow
+
+    mlflow.MlflowClient(env["uri"]).set_registered_model_alias("recoup", "champion", version)
+
+
+# ----------------------------------------------------------------------------- unit pieces
+
+
+def test_fast_encoder_gives_the_identical_matrix(env):
+    from features.snapshot import account_features, denial_features
+    from serving.service import FastEncoder
+
+    model = env["model"]
+    acc = account_features(env["ds"], [AS_OF, pd.Timestamp("2025-03-01")], stats=model.stats_, with_labels=False)
+    den = denial_features(env["ds"], AS_OF, stats=model.stats_, with_labels=False)
+    acc.loc[acc.index[:3], model.account_encoder_.categorical[0]] = "never-seen-category"
+    for enc, df in ((model.account_encoder_, acc), (model.denial_encoder_, den)):
+        fast = FastEncoder.from_encoder(enc)
+        np.testing.assert_array_equal(fast.transform(df), enc.transform(df))
+
+
+def test_request_frames_are_typed_like_coerce_table(env, open_ids):
+    from features.data import coerce_table
+    from serving.api_models import ScoreRequest
+    from serving.service import build_dataset
+
+    body = _body(env, open_ids[:3])
+    ds = build_dataset(ScoreRequest.model_validate(body))
+    for name, df in ds.tables.items():
+        rows = [h["account"] for h in body["accounts"]] if name == "accounts" else [
+            r for h in body["accounts"] for r in h[name]]
+        if name == "payers":
+            rows = list({r["payer_id"]: r for r in rows}.values())
+        ref, problems = coerce_table(name, pd.DataFrame(rows, columns=list(df.columns)))
+        assert not problems
+        pd.testing.assert_frame_equal(df, ref, check_dtype=True)
+
+
+# ----------------------------------------------------------------------------- endpoints
+
+
+def test_score_answers_every_account_with_finite_numbers(env, client, open_ids):
+    closed = sorted(set(env["ds"]["accounts"]["account_id"]) - set(open_ids))[:2]
+    ids = open_ids[:4] + closed
+    r = client.post("/score", json=_body(env, ids), headers=AUTH)
+    assert r.status_code == 200, r.text
+    data = r.json()
+    assert r.headers["x-request-id"] == data["request_id"]
+    res = data["results"]
+    assert [x["account_id"] for x in res] == ids  # request order
+    for x in res[:4]:
+        assert x["status"] == "scored" and x["model_version"] == f"recoup/{env['versions'][0]}"
+        assert 0 <= x["p_payment"] <= 1 and x["expected_recovery"] >= 0
+        assert x["next_action"] and isinstance(x["reasons"], list) and x["rank"] >= 1
+        assert set(x["deadlines"]) == {"appeal", "timely_filing"}
+    assert any(x["reasons"] for x in res[:4])
+    assert sorted(x["rank"] for x in res[:4]) == [1, 2, 3, 4]
+    for x in res[4:]:
+        assert x["status"] == "not_open" and x["p_payment"] is None
+    assert "NaN" not in r.text and "Infinity" not in r.text
+
+
+def test_worklist_is_ranked_and_cut_by_capacity(env, client, open_ids):
+    body = _body(env, open_ids[:12])
+    full = client.post("/worklist", json=body, headers=AUTH).json()["results"]
+    scored = [x for x in full if x["status"] == "scored"]
+    assert [x["rank"] for x in scored] == list(range(1, len(scored) + 1))
+    cut = client.post("/worklist", json={**body, "capacity_minutes": 10}, headers=AUTH).json()["results"]
+    kept = [x for x in cut if x["status"] == "scored"]
+    assert sum(x["action_minutes"] for x in kept) <= 10
+    assert len(cut) == 12 and {x["status"] for x in cut} <= {"scored", "over_capacity", "not_open"}
+
+
+def test_auth(env, client, open_ids):
+    body = _body(env, open_ids[:1])
+    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": f"Basic {TOKEN}"},
+                    {"Authorization": "Bearer"}):
+        for path in ("/score", "/worklist", "/admin/reload"):
+            r = client.post(path, json=body, headers=headers)
+            assert r.status_code == 401, (path, headers)
+            assert "bearer" in r.json()["error"].lower() and r.headers["www-authenticate"] == "Bearer"
+    assert client.post("/score", json=body, headers=AUTH).status_code == 200
+
+
+def test_health_metrics_and_docs_are_open(client):
+    assert client.get("/livez").status_code == 200
+    assert client.get("/readyz").status_code == 200
+    m = client.get("/metrics")
+    assert m.status_code == 200 and "bentoml_service_request" in m.text
+    spec = client.get("/docs.json")
+    assert spec.status_code == 200 and "/score" in spec.json()["paths"]
+
+
+def _mutate(body: dict, path: tuple, value=None, delete: bool = False) -> dict:
+    out = copy.deepcopy(body)
+    node = out
+    for p in path[:-1]:
+        node = node[p]
+    if delete:
+        del node[path[-1]]
+    else:
+        node[path[-1]] = value
+    return out
+
+
+BAD_CASES = [
+    ("missing field", ("accounts", 0, "transactions", 0, "amount"), None, True,
+     "accounts[0].transactions[0].amount"),
+    ("missing account", ("accounts", 0, "account"), None, True, "accounts[0].account"),
+    ("wrong type", ("accounts", 0, "account", "patient_age"), "forty", False, "accounts[0].account.patient_age"),
+    ("unknown enum", ("accounts", 0, "transactions", 0, "txn_type"), "gift", False,
+     "accounts[0].transactions[0].txn_type"),
+    ("negative amount", ("accounts", 0, "transactions", 0, "amount"), -5.0, False,
+     "accounts[0].transactions[0].amount"),
+    ("bad date", ("accounts", 0, "transactions", 0, "posted_date"), "06/01/2025", False,
+     "accounts[0].transactions[0].posted_date"),
+    ("bad as_of", ("as_of",), "2025-13-01", False, "as_of"),
+    ("accounts not a list", ("accounts",), {"a": 1}, False, "accounts"),
+    ("foreign claim", ("accounts", 0, "claims", 0, "account_id"), "SOMEONE-ELSE", False,
+     "accounts[0].claims[0].account_id"),
+    ("dangling line", ("accounts", 0, "claim_lines", 0, "claim_id"), "NO-SUCH-CLAIM", False,
+     "accounts[0].claim_lines[0].claim_id"),
+    ("unknown payer", ("accounts", 0, "claims", 0, "payer_id"), "NO-SUCH-PAYER", False,
+     "accounts[0].claims[0].payer_id"),
+    ("negative capacity", ("capacity_minutes",), -1, False, "capacity_minutes"),
+]
+
+
+@pytest.mark.parametrize("case", BAD_CASES, ids=[c[0] for c in BAD_CASES])
+def test_bad_input_is_a_4xx_naming_the_field(env, client, open_ids, case):
+    _, path, value, delete, field = case
+    body = _body(env, [a for a in open_ids if _has_rows(env, a)][:1])
+    route = "/worklist" if path[0] == "capacity_minutes" else "/score"
+    r = client.post(route, json=_mutate(body, path, value, delete), headers=AUTH)
+    assert 400 <= r.status_code < 500, r.text
+    data = r.json()
+    assert field in data["fields"] and field in data["error"], data
+    assert "Traceback" not in r.text and data["request_id"] == r.headers["x-request-id"]
+
+
+def _has_rows(env, account_id) -> bool:
+    ds = env["ds"]
+    claims = ds["claims"][ds["claims"]["account_id"] == account_id]
+    return (len(claims) > 0 and ds["claim_lines"]["claim_id"].isin(claims["claim_id"]).any()
+            and (ds["transactions"]["account_id"] == account_id).any())
+
+
+def test_malformed_json_and_duplicates(env, client, open_ids):
+    r = client.post("/score", content=b'{"as_of": "2025-06-01", "accounts": [', headers=AUTH)
+    assert r.status_code == 400 and "malformed JSON" in r.json()["error"] and r.json()["fields"] == ["body"]
+    body = _body(env, open_ids[:1])
+    body["accounts"].append(copy.deepcopy(body["accounts"][0]))
+    r = client.post("/score", json=body, headers=AUTH)
+    assert r.status_code == 422 and "accounts[1].account.account_id" in r.json()["fields"]
+
+
+def test_limits_give_413(env, client, open_ids, monkeypatch):
+    body = _body(env, open_ids[:3])
+    monkeypatch.setenv("RECOUP_MAX_ACCOUNTS", "2")
+    r = client.post("/score", json=body, headers=AUTH)
+    assert r.status_code == 413 and "too many accounts" in r.json()["error"] and r.json()["fields"] == ["accounts"]
+    monkeypatch.setenv("RECOUP_MAX_ACCOUNTS", "5000")
+    monkeypatch.setenv("RECOUP_MAX_BODY_BYTES", "1000")
+    r = client.post("/score", json=body, headers=AUTH)
+    assert r.status_code == 413 and "too large" in r.json()["error"]
+
+    def chunks():  # no content-length: the limit holds on the streamed bytes too
+        data = json.dumps(body).encode()
+        for i in range(0, len(data), 300):
+            yield data[i:i + 300]
+
+    r = client.post("/score", content=chunks(), headers={**AUTH, "content-type": "application/json"})
+    assert r.status_code == 413
+
+
+def test_unexpected_error_is_a_500_with_request_id_and_no_internals(env, client, open_ids, monkeypatch):
+    import serving.service as service
+
+    def boom(*a, **k):
+        raise KeyError("A-SECRET-ACCOUNT-ID")
+
+    monkeypatch.setattr(service, "build_dataset", boom)
+    r = client.post("/score", json=_body(env, open_ids[:1]), headers=AUTH)
+    assert r.status_code == 500
+    assert r.json()["request_id"] in r.json()["error"] and "SECRET" not in r.text and "Traceback" not in r.text
+
+
+def test_logs_carry_no_ids_or_amounts(env, client, open_ids, caplog):
+    body = _body(env, open_ids[:2])
+    with caplog.at_level("INFO"):
+        assert client.post("/score", json=body, headers=AUTH).status_code == 200
+        bad = _mutate(body, ("accounts", 0, "account", "patient_age"), "forty")
+        assert client.post("/score", json=bad, headers=AUTH).status_code == 422
+    text = "\n".join(r.getMessage() + (r.exc_text or "") for r in caplog.records)
+    assert "timings_ms" in text and "accounts=2" in text
+    for h in body["accounts"]:
+        assert h["account"]["account_id"] not in text and h["account"]["patient_id"] not in text
+        assert f"{h['account']['total_charges']}" not in text
+
+
+def test_reload_swaps_versions(env, client, open_ids):
+    v1, v2 = env["versions"]
+    body = _body(env, open_ids[:1])
+    assert client.post("/score", json=body, headers=AUTH).json()["model_version"] == f"recoup/{v1}"
+    _set_alias(env, v2)
+    try:
+        r = client.post("/admin/reload", json={}, headers=AUTH)
+        assert r.status_code == 200, r.text
+        assert r.json() == {"old_version": f"recoup/{v1}", "new_version": f"recoup/{v2}", "changed": True}
+        assert client.post("/score", json=body, headers=AUTH).json()["results"][0]["model_version"] == f"recoup/{v2}"
+    finally:
+        _set_alias(env, v1)
+        assert client.post("/admin/reload", json={}, headers=AUTH).json()["new_version"] == f"recoup/{v1}"
+
+
+def test_parity_with_the_nightly_batch(env, client, open_ids):
+    """/score gives the same numbers as `run_batch` for the same account at the same as-of date."""
+    from serving.batch import run_batch
+    from training.tracking import load_bundle
+
+    v1 = env["versions"][0]
+    model = load_bundle("recoup", version=v1, tracking_uri=env["uri"])  # the batch's own copy
+    res = run_batch(None, AS_OF, None, model, f"recoup/{v1}", dataset=env["ds"], keep_result=True)
+    batch = res.ranked.accounts.set_index("account_id")
+    bden = res.ranked.denials
+    with_denials = sorted(set(bden["account_id"]) & set(open_ids))[:3]
+    ids = with_denials + [a for a in open_ids if a not in with_denials][:5]
+    got = client.post("/score", json=_body(env, ids), headers=AUTH).json()["results"]
+    for x in got:
+        b = batch.loc[x["account_id"]]
+        for col in ("p_payment", "expected_recovery", "expected_net", "balance"):
+            assert x[col] == pytest.approx(float(b[col]), abs=1e-9, rel=0), (x["account_id"], col)
+        if np.isfinite(b["priority"]):
+            assert x["priority"] == pytest.approx(float(b["priority"]), abs=1e-9, rel=0)
+        assert x["next_action"] == b["next_action"] and x["model_version"] == b["model_version"]
+        assert x["is_exploration"] == bool(b["is_exploration"])
+        if len(b["reasons"]):
+            assert x["reasons"] == list(b["reasons"])
+        mine = {d["claim_id"]: d for d in x["denials"]}
+        theirs = bden[bden["account_id"] == x["account_id"]]
+        assert set(mine) == set(theirs["claim_id"])
+        for d in theirs.itertuples():
+            assert mine[d.claim_id]["p_overturn"] == pytest.approx(d.p_overturn, abs=1e-9, rel=0)
+            assert mine[d.claim_id]["expected_recovery"] == pytest.approx(d.expected_recovery, abs=1e-9, rel=0)
+    assert with_denials, "the simulated data should have open denials at the as-of date"
+
+
+def test_fuzz_finds_no_5xx(env, client, open_ids):
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    base = _body(env, [a for a in open_ids if _has_rows(env, a)][:1])
+    paths = []
+
+    def walk(node, path):
+        if isinstance(node, dict):
+            for k, v in node.items():
+                paths.append((*path, k))
+                walk(v, (*path, k))
+        elif isinstance(node, list):
+            for i, v in enumerate(node[:2]):
+                paths.append((*path, i))
+                walk(v, (*path, i))
+
+    walk(base, ())
+    json_values = st.recursive(
+        st.none() | st.booleans() | st.integers(-10**12, 10**12) | st.floats(allow_nan=False, allow_infinity=False)
+        | st.text(max_size=12) | st.sampled_from(["2025-06-01", "2025-02-30", "", "0", "-1", "1e309"]),
+        lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+        max_leaves=6)
+
+    @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+    @given(st.lists(st.tuples(st.sampled_from(paths), json_values, st.booleans()), min_size=1, max_size=3),
+           st.sampled_from(["/score", "/worklist"]))
+    def check(edits, route):
+        body = base
+        for path, value, delete in edits:
+            try:
+                body = _mutate(body, path, value, delete)
+            except (KeyError, IndexError, TypeError):
+                pass
+        r = client.post(route, content=json.dumps(body).encode(), headers={**AUTH,
+                                                                            "content-type": "application/json"})
+        assert r.status_code < 500, r.text
+        if r.status_code >= 400:
+            assert r.json()["error"] and "Traceback" not in r.text
+
+    check()
+
+
+# ----------------------------------------------------------------------------- processes
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_recoup_serve_end_to_end(env, open_ids, tmp_path):
+    """`recoup serve` in a subprocess over HTTP: auth, /score, and SIGHUP reloading a moved alias."""
+    import httpx
+
+    v1, v2 = env["versions"]
+    port = _free_port()
+    penv = {**os.environ, "RECOUP_API_TOKEN": TOKEN}
+    penv.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    log_file = open(tmp_path / "serve.log", "w")
+    proc = subprocess.Popen([sys.executable, "-m", "recoup_cli", "serve", "--host", "127.0.0.1", "--port", str(port),
+                             "--tracking-uri", env["uri"]], cwd=ROOT, env=penv, stdout=log_file,
+                            stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + 90
+        while time.time() < deadline:
+            try:
+                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert proc.poll() is None, (tmp_path / "serve.log").read_text()[-3000:]
+            time.sleep(0.5)
+        else:
+            pytest.fail("recoup serve did not become ready: " + (tmp_path / "serve.log").read_text()[-3000:])
+        body = _body(env, open_ids[:2])
+        assert httpx.post(f"{base}/score", json=body, timeout=30).status_code == 401
+        r = httpx.post(f"{base}/score", json=body, headers=AUTH, timeout=30)
+        assert r.status_code == 200 and r.json()["model_version"] == f"recoup/{v1}"
+        _set_alias(env, v2)
+        proc.send_signal(signal.SIGHUP)
+        for _ in range(120):
+            got = httpx.post(f"{base}/score", json=body, headers=AUTH, timeout=30)
+            assert got.status_code == 200  # answered all along: no downtime while reloading
+            if got.json()["model_version"] == f"recoup/{v2}":
+                break
+            time.sleep(0.25)
+        else:
+            pytest.fail("SIGHUP did not reload the moved alias")
+    finally:
+        _set_alias(env, v1)
+        proc.terminate()
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log_file.close()
+    log_text = (tmp_path / "serve.log").read_text()
+    assert "reload on SIGHUP" in log_text
+    for h in body["accounts"]:
+        assert h["account"]["account_id"] not in log_text
+
+
+def test_recoup_serve_refuses_to_start_without_a_token(env):
+    penv = {k: v for k, v in os.environ.items() if k != "RECOUP_API_TOKEN"}
+    out = subprocess.run([sys.executable, "-m", "recoup_cli", "serve", "--port", "1"], cwd=ROOT, env=penv,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and "RECOUP_API_TOKEN" in out.stderr and "--no-auth" in out.stderr
+
+
+def test_bentoml_build(tmp_path):
+    penv = {**os.environ, "BENTOML_HOME": str(tmp_path / "bentoml"), "BENTOML_DO_NOT_TRACK": "true"}
+    bentoml = Path(sys.executable).with_name("bentoml")
+    out = subprocess.run([str(bentoml), "build", "-f", "serving/bentofile.yaml", "--output", "tag"], cwd=ROOT,
+                         env=penv, capture_output=True, text=True, timeout=170)
+    assert out.returncode == 0, out.stderr[-3000:]
+    bento = next((tmp_path / "bentoml" / "bentos" / "recoup").glob("*/bento.yaml"))
+    src = bento.parent / "src"
+    assert (src / "serving" / "service.py").exists() and (src / "features" / "snapshot.py").exists()
+    assert (src / "serving" / "ranking.yaml").exists()
+    assert (src / "features" / "reference" / "carc_routine.csv").exists()
+    assert "RecoupService" in bento.read_text()
