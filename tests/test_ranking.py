@@ -1,0 +1,161 @@
+"""Ranking rules (code tests on small inline frames) and its determinism with a real model."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from serving.ranking import exploration_draw, load_ranking_config, rank
+
+AS_OF = pd.Timestamp("2025-06-01")
+
+
+class FixedScores:
+    """A stand-in for the model bundle that returns given scores, so each rule can be tested alone."""
+
+    account_features_ = ["balance"]
+
+    def __init__(self, p, er, p_overturn=None):
+        self.p, self.er, self.po = np.asarray(p, float), np.asarray(er, float), p_overturn
+
+    def score_accounts(self, df):
+        return pd.DataFrame({"p_payment": self.p[: len(df)], "expected_recovery": self.er[: len(df)]}, index=df.index)
+
+    def score_denials(self, df):
+        p = np.full(len(df), self.po if self.po is not None else 0.5)
+        return pd.DataFrame({"p_overturn": p, "expected_recovery": p * df["billed"].to_numpy() * 0.5}, index=df.index)
+
+    def account_contributions(self, df):
+        return np.c_[df["balance"].to_numpy(float) / 1000.0, np.zeros(len(df))]
+
+
+def accounts(n=6, **cols) -> pd.DataFrame:
+    base = {
+        "account_id": [f"A{i:03d}" for i in range(n)], "as_of": AS_OF, "balance": 1000.0,
+        "balance_patient": 1000.0, "balance_insurance": 0.0, "pending_adjudication": 0.0,
+        "days_since_first_statement": 40.0, "statements_30d": 1.0, "call_attempts_7d": 0.0,
+        "in_bankruptcy": 0.0, "fa_pending": 0.0, "plan_in_good_standing": 0.0,
+        "timely_filing_days_left": np.nan, "appeal_deadline_days_left": np.nan,
+    }
+    df = pd.DataFrame({k: v if not np.isscalar(v) and not isinstance(v, pd.Timestamp) else [v] * n
+                       for k, v in base.items()})
+    for k, v in cols.items():
+        df[k] = v
+    return df
+
+
+def cfg(**over):
+    c = load_ranking_config()
+    c["exploration_share"] = 0.0
+    c.update(over)
+    return c
+
+
+def test_higher_expected_net_ranks_first_and_ties_break_by_id():
+    acc = accounts(4)
+    model = FixedScores([0.5] * 4, [100, 300, 300, 50])
+    out = rank(model, acc, None, cfg(), "m/1", "r").accounts
+    assert out["account_id"].tolist() == ["A001", "A002", "A000", "A003"]
+    assert out["rank"].tolist() == [1, 2, 3, 4]
+
+
+@pytest.mark.parametrize("flag,why", [("in_bankruptcy", "bankruptcy"), ("fa_pending", "financial assistance pending"),
+                                      ("plan_in_good_standing", "payment plan in good standing")])
+def test_protected_accounts_are_held_last_and_never_sent_to_agency(flag, why):
+    acc = accounts(3, days_since_first_statement=400.0)
+    acc.loc[0, flag] = 1.0
+    model = FixedScores([0.01] * 3, [5000, 10, 10])  # the held account has the biggest score
+    out = rank(model, acc, None, cfg(), "m/1", "r").accounts.set_index("account_id")
+    assert out.loc["A000", "next_action"] == "hold" and out.loc["A000", "hold_reason"] == why
+    assert out.loc["A000", "rank"] == 3 and np.isnan(out.loc["A000", "priority"])
+    assert (out.drop("A000")["next_action"] == "send_to_agency").all()
+
+
+def test_agency_waits_120_days_after_the_first_statement():
+    acc = accounts(3, days_since_first_statement=[100.0, 119.0, 121.0])
+    model = FixedScores([0.01] * 3, [20, 20, 20])
+    out = rank(model, acc, None, cfg(), "m/1", "r").accounts.set_index("account_id")
+    assert out.loc["A002", "next_action"] == "send_to_agency"
+    assert (out.loc[["A000", "A001"], "next_action"] != "send_to_agency").all()
+    longer = rank(model, acc, None, cfg(rules={**cfg()["rules"], "agency_wait_days": 150}), "m/1", "r").accounts
+    assert (longer["next_action"] != "send_to_agency").all()
+
+
+def test_no_call_after_seven_attempts_in_seven_days():
+    acc = accounts(2, balance_patient=0.0, balance_insurance=1000.0, call_attempts_7d=[6.0, 7.0])
+    out = rank(FixedScores([0.5] * 2, [400, 400]), acc, None, cfg(), "m/1", "r").accounts.set_index("account_id")
+    assert out.loc["A000", "next_action"] == "call"
+    assert out.loc["A001", "next_action"] != "call"
+
+
+def test_open_denial_worth_more_per_minute_takes_the_next_action():
+    acc = accounts(2, balance_patient=0.0, balance_insurance=20_000.0)
+    den = pd.DataFrame({"claim_id": ["C1", "C2"], "account_id": ["A000", "A001"], "as_of": AS_OF,
+                        "carc": ["16", "50"], "carc_group": ["missing_info", "medical_necessity"],
+                        "billed": [40_000.0, 400.0], "appeal_deadline_days_left": [30.0, 30.0]})
+    out = rank(FixedScores([0.5] * 2, [50, 50], p_overturn=0.8), acc, den, cfg(), "m/1", "r")
+    a = out.accounts.set_index("account_id")
+    assert a.loc["A000", "next_action"] == "correct_and_resubmit"
+    assert a.loc["A001", "next_action"] == "call"  # 0.8 × $200 over 45 minutes loses to the call
+    # the account's own expected recovery is not inflated by the denial (no double counting)
+    assert a.loc["A000", "expected_recovery"] == 50
+    d = out.denials.set_index("claim_id")
+    assert d.loc["C1", "rank"] == 1 and d.loc["C2", "next_action"] == "appeal"
+    assert d.loc["C1", "appeal_deadline"] == AS_OF + pd.Timedelta(days=30)
+
+
+def test_close_deadline_is_urgent():
+    acc = accounts(2, balance_patient=0.0, balance_insurance=1000.0, pending_adjudication=1.0,
+                   timely_filing_days_left=[5.0, 60.0])
+    out = rank(FixedScores([0.5] * 2, [300, 400]), acc, None, cfg(), "m/1", "r").accounts
+    assert out["account_id"].tolist() == ["A000", "A001"]
+
+
+def test_capacity_cuts_greedily_by_priority():
+    acc = accounts(10, balance_patient=0.0, balance_insurance=1000.0)  # every action is an 8-minute call
+    model = FixedScores([0.5] * 10, np.arange(10, 0, -1) * 100.0)
+    out = rank(model, acc, None, cfg(), "m/1", "r", capacity_minutes=30).accounts
+    assert out["action_minutes"].sum() <= 30 and len(out) == 3
+    assert out["account_id"].tolist() == ["A000", "A001", "A002"]
+
+
+def test_exploration_is_a_seeded_hash_independent_of_partitioning():
+    ids = pd.Series([f"A{i:06d}" for i in range(20_000)])
+    dates = pd.Series([AS_OF] * len(ids))
+    u = exploration_draw(ids, dates, 0)
+    assert 0.015 < (u < 0.02).mean() < 0.025
+    part = exploration_draw(ids.iloc[::-1].reset_index(drop=True), dates, 0)
+    np.testing.assert_array_equal(u[::-1], part)
+    assert not np.array_equal(u, exploration_draw(ids, dates + pd.Timedelta(days=1), 0))
+    acc = accounts(200)
+    out = rank(FixedScores([0.5] * 200, np.linspace(10, 1000, 200)), acc, None, cfg(exploration_share=0.1),
+               "m/1", "r").accounts
+    marked = out.loc[out["is_exploration"], "account_id"]
+    expected = acc.loc[exploration_draw(acc["account_id"], acc["as_of"], 0) < 0.1, "account_id"]
+    assert sorted(marked) == sorted(expected) and len(marked) > 5
+
+
+def test_reasons_for_the_top_rows_only():
+    acc = accounts(5, balance=[100.0, 200.0, 300.0, 400.0, 500.0])
+    out = rank(FixedScores([0.5] * 5, [5, 4, 3, 2, 1]), acc, None, cfg(), "m/1", "r", reasons_rows=2).accounts
+    assert [len(r) for r in out["reasons"]] == [1, 1, 0, 0, 0]
+    assert out["reasons"].iloc[0][0].startswith("raises: balance = 100")
+
+
+@pytest.mark.slow
+def test_two_runs_agree_with_a_real_model():
+    from features.snapshot import account_features, denial_features
+    from tests.modelfixtures import small_model
+
+    model, _, ds, _ = small_model()
+    acc = account_features(ds, "2025-05-01", stats=model.stats_, with_labels=False)
+    den = denial_features(ds, "2025-05-01", stats=model.stats_, with_labels=False)
+    a = rank(model, acc, den, load_ranking_config(), "m/1", "r1", reasons_rows=50)
+    b = rank(model, acc.sample(frac=1, random_state=1), den.sample(frac=1, random_state=2), load_ranking_config(),
+             "m/1", "r1", reasons_rows=50)
+    pd.testing.assert_frame_equal(a.accounts, b.accounts)
+    pd.testing.assert_frame_equal(a.denials, b.denials)
+    assert a.accounts["is_exploration"].any()
+    assert set(a.accounts["next_action"]) <= {"appeal", "correct_and_resubmit", "call", "bill_patient",
+                                              "send_to_agency", "write_off", "hold"}
