@@ -74,6 +74,7 @@ def simulate(
     horizon_days: Annotated[int, typer.Option("--horizon-days", help="H of the truth tables.")] = 60,
     chunk_size: Annotated[int, typer.Option("--chunk-size", help="Accounts per chunk (bounds memory).")] = 50_000,
     truth: Annotated[bool, typer.Option("--truth/--no-truth", help="Write _truth/ tables.")] = True,
+    workers: Annotated[int, typer.Option("--workers", min=1, help="Processes simulating chunks side by side.")] = 2,
 ) -> None:
     """Simulate a hospital's A/R history in the data contract, with exact ground truth in _truth/."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
@@ -85,7 +86,7 @@ def simulate(
                   TimeRemainingColumn(), disable=not sys.stderr.isatty()) as bar:
         task = bar.add_task("sim", total=accounts)
         path = simulate_to_folder(out, accounts, seed, start, end, horizon_days, chunk_size, truth,
-                                  progress=lambda done: bar.update(task, completed=done))
+                                  progress=lambda done: bar.update(task, completed=done), workers=workers)
     typer.echo(f"wrote {accounts:,} accounts to {path}")
 
 # --- features ---

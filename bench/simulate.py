@@ -20,6 +20,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--accounts", type=int, default=1_000_000)
     ap.add_argument("--chunk-size", type=int, default=50_000)
+    ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
 
@@ -29,13 +30,16 @@ def main() -> None:
 
     out = args.out or Path(tempfile.mkdtemp(prefix="recoup-sim-bench-")) / "data"
     t0 = time.perf_counter()
-    simulate_to_folder(out, args.accounts, 0, "2024-01-01", "2025-12-31", chunk_size=args.chunk_size)
+    simulate_to_folder(out, args.accounts, 0, "2024-01-01", "2025-12-31", chunk_size=args.chunk_size,
+                       workers=args.workers)
     seconds = time.perf_counter() - t0
     rows = {p.relative_to(out).as_posix(): pq.ParquetFile(p).metadata.num_rows for p in sorted(out.rglob("*.parquet"))}
     print(json.dumps({
-        "accounts": args.accounts, "chunk_size": args.chunk_size, "seconds": round(seconds, 1),
+        "accounts": args.accounts, "chunk_size": args.chunk_size, "workers": args.workers, "seconds": round(seconds, 1),
         "accounts_per_s": round(args.accounts / seconds), "rows": rows,
-        "peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2, 2), "out": str(out),
+        "peak_rss_gb_main": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2, 2),
+        "peak_rss_gb_largest_worker": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024**2, 2),
+        "out": str(out),
     }, indent=2))
 
 

@@ -708,37 +708,56 @@ def month_starts(start: pd.Timestamp, end: pd.Timestamp) -> list[pd.Timestamp]:
     return list(pd.date_range(first, end, freq="MS"))
 
 
-def simulate_chunks(cfg: SimConfig):
-    """Yield (tables, truth) per chunk of accounts; each chunk has its own seeded stream."""
+def _one_chunk(cfg: SimConfig, c: int, stream: np.random.SeedSequence):
+    """Chunk c of the run: its accounts' latent draw, their histories and their truth."""
+    t0 = time.perf_counter()
     start, end = pd.Timestamp(cfg.start), pd.Timestamp(cfg.end)
     n_days = int((end - start).days) + 1
     payers = make_payers(cfg.seed)
-    truth_dates = month_starts(start, end)
-    truth_days = [int((t - start).days) for t in truth_dates]
+    truth_days = [int((t - start).days) for t in month_starts(start, end)]
+    first = c * cfg.chunk_size
+    n = min(cfg.chunk_size, cfg.n_accounts - first)
+    rng = np.random.default_rng(stream)
+    P = _draw_accounts(rng, n, first, n_days, payers)
+    events, truth_rows, _ = _simulate_chunk(P, rng, n_days, truth_days if cfg.truth else [], cfg.horizon_days)
+    tables = _build_tables(P, events, payers, start)
+    truth = {}
+    if cfg.truth:
+        acc_ids = _ids("A", first + np.arange(n))
+        tr = pd.concat(truth_rows, ignore_index=True) if truth_rows else pd.DataFrame(
+            columns=["acct", "day", "p_payment", "expected_recovery"])
+        truth["accounts"] = pd.DataFrame({
+            "account_id": acc_ids[tr["acct"].to_numpy(dtype=np.int64)],
+            "as_of": start + pd.to_timedelta(tr["day"].to_numpy(dtype=np.int64), unit="D"),
+            "p_payment": tr["p_payment"].to_numpy(dtype=float),
+            "expected_recovery": tr["expected_recovery"].to_numpy(dtype=float),
+        })
+        truth["denials"] = _denial_truth(P, tables, first)
+    log.info("simulated chunk %d (%d accounts) in %.1fs", c + 1, n, time.perf_counter() - t0)
+    return c, tables, truth
+
+
+def simulate_chunks(cfg: SimConfig, workers: int = 1):
+    """Yield (chunk, tables, truth) in chunk order; each chunk has its own seeded stream, so the
+    output does not depend on how many worker processes made it."""
     n_chunks = max(1, -(-cfg.n_accounts // cfg.chunk_size))
     streams = np.random.SeedSequence(cfg.seed).spawn(n_chunks)
-    for c in range(n_chunks):
-        t0 = time.perf_counter()
-        first = c * cfg.chunk_size
-        n = min(cfg.chunk_size, cfg.n_accounts - first)
-        rng = np.random.default_rng(streams[c])
-        P = _draw_accounts(rng, n, first, n_days, payers)
-        events, truth_rows, _ = _simulate_chunk(P, rng, n_days, truth_days if cfg.truth else [], cfg.horizon_days)
-        tables = _build_tables(P, events, payers, start)
-        truth = {}
-        if cfg.truth:
-            acc_ids = _ids("A", first + np.arange(n))
-            tr = pd.concat(truth_rows, ignore_index=True) if truth_rows else pd.DataFrame(
-                columns=["acct", "day", "p_payment", "expected_recovery"])
-            truth["accounts"] = pd.DataFrame({
-                "account_id": acc_ids[tr["acct"].to_numpy(dtype=np.int64)],
-                "as_of": start + pd.to_timedelta(tr["day"].to_numpy(dtype=np.int64), unit="D"),
-                "p_payment": tr["p_payment"].to_numpy(dtype=float),
-                "expected_recovery": tr["expected_recovery"].to_numpy(dtype=float),
-            })
-            truth["denials"] = _denial_truth(P, tables, first)
-        log.info("simulated chunk %d/%d (%d accounts) in %.1fs", c + 1, n_chunks, n, time.perf_counter() - t0)
-        yield c, tables, truth
+    if workers <= 1 or n_chunks == 1:
+        for c in range(n_chunks):
+            yield _one_chunk(cfg, c, streams[c])
+        return
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        pending = {}
+        for c in range(min(workers, n_chunks)):  # at most `workers` chunks in flight: bounded memory
+            pending[c] = pool.submit(_one_chunk, cfg, c, streams[c])
+        for c in range(n_chunks):
+            result = pending.pop(c).result()
+            nxt = c + workers
+            if nxt < n_chunks:
+                pending[nxt] = pool.submit(_one_chunk, cfg, nxt, streams[nxt])
+            yield result
 
 
 def simulate(n_accounts: int = 10_000, seed: int = 0, start: str = "2024-01-01", end: str = "2025-12-31",
@@ -763,7 +782,7 @@ def simulate(n_accounts: int = 10_000, seed: int = 0, start: str = "2024-01-01",
 
 def simulate_to_folder(out: str | Path, n_accounts: int = 10_000, seed: int = 0, start: str = "2024-01-01",
                        end: str = "2025-12-31", horizon_days: int = 60, chunk_size: int = 50_000,
-                       truth: bool = True, progress=None) -> Path:
+                       truth: bool = True, progress=None, workers: int = 1) -> Path:
     """Simulate chunk by chunk straight to Parquet (bounded memory), atomically."""
     import shutil
     import tempfile
@@ -780,7 +799,7 @@ def simulate_to_folder(out: str | Path, n_accounts: int = 10_000, seed: int = 0,
     cfg = SimConfig(n_accounts, seed, start, end, horizon_days, chunk_size, truth)
     writers: dict[str, pq.ParquetWriter] = {}
     try:
-        for c, tables, tr in simulate_chunks(cfg):
+        for c, tables, tr in simulate_chunks(cfg, workers):
             items = list(tables.items()) + [(f"_truth/{k}", v) for k, v in tr.items()]
             for name, df in items:
                 if name == "payers":

@@ -22,8 +22,10 @@ def ds():
 
 
 def test_same_seed_same_bytes(tmp_path: Path):
-    a = simulate_to_folder(tmp_path / "a", 400, seed=3, start="2024-01-01", end="2024-09-30")
-    b = simulate_to_folder(tmp_path / "b", 400, seed=3, start="2024-01-01", end="2024-09-30")
+    a = simulate_to_folder(tmp_path / "a", 400, seed=3, start="2024-01-01", end="2024-09-30", chunk_size=150)
+    # two worker processes make the same bytes as one
+    b = simulate_to_folder(tmp_path / "b", 400, seed=3, start="2024-01-01", end="2024-09-30", chunk_size=150,
+                           workers=2)
     c = simulate_to_folder(tmp_path / "c", 400, seed=4, start="2024-01-01", end="2024-09-30")
     files = sorted(p.relative_to(a) for p in a.rglob("*.parquet"))
     assert len(files) >= 11
