@@ -1,0 +1,298 @@
+"""Benchmark of the real-time service (run by hand; prints JSON).
+
+  .venv/bin/python bench/serve.py [--seconds 30] [--rates 20,50,100] [--data DIR --tracking-uri URI]
+
+Without --data it simulates 3,000 accounts, trains a small model and registers it in a temporary
+SQLite MLflow store. Then, all over loopback on this machine:
+- `recoup serve` in a subprocess; an open-loop load generator (asyncio + httpx, send times fixed in
+  advance, so a slow answer never delays the next request: latency counts from the scheduled send
+  time) posts single-account /score requests at each rate for --seconds; p50/p99 and errors;
+- /worklist with 1,000 accounts a request: accounts/s;
+- where the time of one request goes, in-process (parse, checks, dataset, features, rank, response);
+- anchors: bare LightGBM `predict` of one prepared row in-process, and `mlflow models serve` (one
+  worker, --env-manager local) on the registered model answering the same account's precomputed
+  feature row at the same rates.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+TOKEN = "bench-token"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait(url: str, proc: subprocess.Popen, seconds: float = 120) -> None:
+    import httpx
+
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}")
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise RuntimeError(f"{url} not ready after {seconds}s")
+
+
+def _prepare(args) -> tuple[str, str]:
+    if args.data and args.tracking_uri:
+        return args.data, args.tracking_uri
+    from features.data import read_dataset
+    from features.simulate import simulate_to_folder
+    from training.config import load_config
+    from training.tracking import log_training_run
+    from training.train import data_fingerprint, synthetic_input_example, train_model
+
+    tmp = Path(tempfile.mkdtemp(prefix="recoup-bench-serve-"))
+    os.environ["RECOUP_ARTIFACT_ROOT"] = str(tmp / "artifacts")
+    uri = f"sqlite:///{tmp / 'mlflow.db'}"
+    simulate_to_folder(tmp / "data", 3000, 5, "2024-01-01", "2025-06-30")
+    ds = read_dataset(tmp / "data")
+    cfg = load_config(overrides={"payment_model": {"n_estimators": 60}, "amount_model": {"n_estimators": 60},
+                                 "overturn_model": {"n_estimators": 40}})
+    model, _ = train_model(ds, cfg)
+    log_training_run(model, cfg, data_fingerprint(ds), [], synthetic_input_example(model), uri)
+    return str(tmp / "data"), uri
+
+
+def _ledger_rows(ds, account_id: str) -> int:
+    from serving.service import history_from_dataset
+
+    h = history_from_dataset(ds, [account_id], "2000-01-01")["accounts"][0]
+    return 1 + sum(len(v) for k, v in h.items() if k not in ("account", "payers"))
+
+
+async def _open_loop(url: str, rate: float, seconds: float, make_request) -> dict:
+    """Send rate × seconds requests at fixed times; latency from the scheduled time."""
+    import httpx
+
+    n = int(rate * seconds)
+    lat: list[float] = []
+    errors = 0
+    limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
+    async with httpx.AsyncClient(timeout=30, limits=limits) as client:
+        # warm the connection pool and the server
+        for _ in range(5):
+            await make_request(client, url)
+        loop = asyncio.get_running_loop()
+        start = loop.time() + 0.2
+
+        async def one(i: int) -> None:
+            nonlocal errors
+            at = start + i / rate
+            await asyncio.sleep(max(0.0, at - loop.time()))
+            try:
+                ok = await make_request(client, url)
+            except Exception:  # noqa: BLE001 - counted
+                ok = False
+            if ok:
+                lat.append(loop.time() - at)
+            else:
+                errors += 1
+
+        await asyncio.gather(*(one(i) for i in range(n)))
+    arr = np.array(lat) * 1000 if lat else np.array([np.nan])
+    return {"rate_per_s": rate, "seconds": seconds, "requests": n, "errors": errors,
+            "p50_ms": round(float(np.percentile(arr, 50)), 2), "p99_ms": round(float(np.percentile(arr, 99)), 2),
+            "max_ms": round(float(arr.max()), 2)}
+
+
+def _breakdown(ds, account_id: str, as_of, uri: str, n: int = 200) -> dict:
+    """Where one single-account request's time goes inside the service (in-process, median ms)."""
+    os.environ["MLFLOW_TRACKING_URI"] = uri
+    from features.snapshot import account_features, denial_features
+    from serving.api_models import ScoreRequest
+    from serving.ranking import load_ranking_config, rank
+    from serving.service import _check_references, _results, build_dataset, history_from_dataset, load_model
+
+    state = load_model()
+    model, cfg = state.model, load_ranking_config()
+    raw = json.dumps(history_from_dataset(ds, [account_id], as_of)).encode()
+    t = {k: [] for k in ("parse_validate", "reference_checks", "dataset", "account_features", "denial_features",
+                         "rank_total", "rank.score_rows", "rank.encode+predict", "rank.treeshap_reasons",
+                         "response")}
+    from serving.ranking import finalize, score_rows
+
+    for i in range(n + 5):
+        c0 = time.perf_counter()
+        req = ScoreRequest.model_validate_json(raw)
+        c1 = time.perf_counter()
+        _check_references(req)
+        c2 = time.perf_counter()
+        d = build_dataset(req)
+        c3 = time.perf_counter()
+        acc = account_features(d, pd.Timestamp(as_of), stats=model.stats_, with_labels=False)
+        c4 = time.perf_counter()
+        den = denial_features(d, pd.Timestamp(as_of), stats=model.stats_, with_labels=False)
+        c5 = time.perf_counter()
+        ranked = rank(model, acc, den, cfg, state.version, "bench")
+        c6 = time.perf_counter()
+        _results(ranked, req.as_of, state.version)
+        c7 = time.perf_counter()
+        s0 = time.perf_counter()
+        scored = score_rows(model, acc, den, cfg)
+        s1 = time.perf_counter()
+        model.score_accounts(acc)
+        s2 = time.perf_counter()
+        finalize(model, acc, scored, cfg, state.version, "bench", reasons_rows=None)
+        s3 = time.perf_counter()
+        if i >= 5:
+            for k, v in zip(t, (c1 - c0, c2 - c1, c3 - c2, c4 - c3, c5 - c4, c6 - c5, s1 - s0, s2 - s1, s3 - s2,
+                                c7 - c6), strict=True):
+                t[k].append(v)
+    out = {k: round(float(np.median(v)) * 1000, 3) for k, v in t.items()}
+    out["note"] = ("rank.* are a second run of rank's two halves (score_rows; finalize = ordering + TreeSHAP "
+                   "reasons); rank.encode+predict is model.score_accounts alone")
+    return out
+
+
+def main() -> None:
+    warnings.filterwarnings("ignore")
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seconds", type=float, default=30)
+    ap.add_argument("--rates", default="20,50,100")
+    ap.add_argument("--data")
+    ap.add_argument("--tracking-uri")
+    ap.add_argument("--as-of", default="2025-06-01")
+    ap.add_argument("--skip-mlflow", action="store_true")
+    args = ap.parse_args()
+    rates = [float(r) for r in args.rates.split(",")]
+    data, uri = _prepare(args)
+
+    import httpx
+
+    from features.data import read_dataset
+    from features.snapshot import account_features
+    from serving.service import history_from_dataset
+    from training.tracking import load_bundle
+
+    ds = read_dataset(data)
+    model = load_bundle("recoup", "champion", None, uri)
+    as_of = pd.Timestamp(args.as_of)
+    feats = account_features(ds, as_of, stats=model.stats_, with_labels=False)
+    open_ids = list(feats["account_id"])
+    rows = {a: _ledger_rows(ds, a) for a in open_ids[:600]}
+    account = min(rows, key=lambda a: (abs(rows[a] - 50), a))
+    one = json.dumps(history_from_dataset(ds, [account], as_of)).encode()
+    all_ids = sorted(ds["accounts"]["account_id"])
+    wl_ids = (open_ids + [a for a in all_ids if a not in set(open_ids)])[:1000]
+    worklist = json.dumps(history_from_dataset(ds, wl_ids, as_of)).encode()
+    result: dict = {"machine": {"cpus": os.cpu_count(), "load_avg_at_start": list(os.getloadavg())},
+                    "model": f"recoup (small config: 60/60/40 trees), {len(model.account_features_)} features",
+                    "single_request": {"history_rows": rows[account], "body_bytes": len(one)},
+                    "worklist_request": {"accounts": len(wl_ids), "open": int(sum(a in set(open_ids) for a in wl_ids)),
+                                         "body_bytes": len(worklist)}}
+
+    # -- anchors: bare LightGBM predict of one prepared row
+    X = model.account_encoder_.transform(feats[feats["account_id"] == account])
+    booster = model.payment_.booster_
+    ts = []
+    for _ in range(2000):
+        t0 = time.perf_counter()
+        booster.predict(X)
+        ts.append(time.perf_counter() - t0)
+    ts_df = []
+    frame = pd.DataFrame(X)
+    for _ in range(300):
+        t0 = time.perf_counter()
+        booster.predict(frame)
+        ts_df.append(time.perf_counter() - t0)
+    result["anchor_lightgbm_predict_one_row"] = {
+        "numpy_p50_us": round(float(np.percentile(ts, 50)) * 1e6, 1),
+        "numpy_p99_us": round(float(np.percentile(ts, 99)) * 1e6, 1),
+        "dataframe_p50_us": round(float(np.percentile(ts_df, 50)) * 1e6, 1)}
+
+    # -- where the time goes (in-process)
+    result["per_request_breakdown_ms"] = _breakdown(ds, account, as_of, uri)
+
+    # -- recoup serve
+    port = _free_port()
+    env = {**os.environ, "RECOUP_API_TOKEN": TOKEN, "MLFLOW_TRACKING_URI": uri}
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    log = open(Path(tempfile.gettempdir()) / "recoup-bench-serve.log", "w")
+    proc = subprocess.Popen([sys.executable, "-m", "recoup_cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
+                            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    headers = {"Authorization": f"Bearer {TOKEN}", "content-type": "application/json"}
+    try:
+        _wait(f"http://127.0.0.1:{port}/readyz", proc)
+
+        async def post_one(client, url):
+            r = await client.post(url, content=one, headers=headers)
+            return r.status_code == 200
+
+        result["recoup_serve_score"] = [
+            asyncio.run(_open_loop(f"http://127.0.0.1:{port}/score", r, args.seconds, post_one)) for r in rates]
+        times = []
+        with httpx.Client(timeout=300) as c:
+            for _ in range(4):
+                t0 = time.perf_counter()
+                r = c.post(f"http://127.0.0.1:{port}/worklist", content=worklist, headers=headers)
+                times.append(time.perf_counter() - t0)
+                assert r.status_code == 200, r.text[:500]
+        med = float(np.median(times[1:]))
+        result["recoup_serve_worklist"] = {"accounts_per_request": len(wl_ids), "seconds_median": round(med, 3),
+                                           "accounts_per_s": round(len(wl_ids) / med, 1), "requests": len(times)}
+    finally:
+        proc.terminate()
+        proc.wait(30)
+        log.close()
+
+    # -- anchor: mlflow models serve on the registered pyfunc, the same account's feature row
+    if not args.skip_mlflow:
+        port = _free_port()
+        row = feats[feats["account_id"] == account][model.account_features_]
+        row = row.astype(object).where(row.notna(), None)
+        payload = json.dumps({"dataframe_split": {"columns": list(row.columns), "data": row.values.tolist()}},
+                             default=str).encode()
+        menv = {**os.environ, "MLFLOW_TRACKING_URI": uri,  # mlflow execs `uvicorn` from PATH
+                "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+        mlog = open(Path(tempfile.gettempdir()) / "recoup-bench-mlflow.log", "w")
+        mproc = subprocess.Popen([str(Path(sys.executable).with_name("mlflow")), "models", "serve", "-m",
+                                  "models:/recoup@champion", "--env-manager", "local", "--host", "127.0.0.1",
+                                  "-p", str(port), "--workers", "1"], cwd=ROOT, env=menv, stdout=mlog,
+                                 stderr=subprocess.STDOUT)
+        try:
+            _wait(f"http://127.0.0.1:{port}/ping", mproc, 180)
+            mh = {"content-type": "application/json"}
+
+            async def post_m(client, url):
+                r = await client.post(url, content=payload, headers=mh)
+                return r.status_code == 200
+
+            result["anchor_mlflow_models_serve"] = [
+                asyncio.run(_open_loop(f"http://127.0.0.1:{port}/invocations", r, args.seconds, post_m))
+                for r in rates]
+        finally:
+            mproc.terminate()
+            mproc.wait(30)
+            mlog.close()
+    result["machine"]["load_avg_at_end"] = list(os.getloadavg())
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
