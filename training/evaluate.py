@@ -186,7 +186,7 @@ def evaluate_denials(model, test: pd.DataFrame, cfg: dict, truth: pd.DataFrame |
     curve = recovery_curve(df, orderings, "recovered", "claim_id")
     rep.tables["denial_recovery_curve"] = curve
     rep.figures["denial_recovery_curve"] = plot_recovery_curve(
-        curve, "Overturn dollars captured by share of denials worked")
+        curve, "Overturn dollars captured by share of denials worked", items="denials")
     return rep
 
 
@@ -206,9 +206,14 @@ def _auc_by(df: pd.DataFrame, col: str) -> pd.DataFrame:
 
 
 def _figure():
+    import os
+    import sys
+
     import matplotlib
 
-    matplotlib.use("Agg")
+    # headless by default, but never switch the backend of a session that chose one (a notebook's inline)
+    if "matplotlib.pyplot" not in sys.modules and not os.environ.get("MPLBACKEND"):
+        matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     return plt.subplots(figsize=(6.4, 4.4))
@@ -224,19 +229,27 @@ def plot_reliability(table: pd.DataFrame, title: str):
     return fig
 
 
-def plot_recovery_curve(curve: pd.DataFrame, title: str):
+_CURVE_STYLES = {"model": dict(linewidth=2.5, color="tab:blue"), "perfect": dict(color="black", linestyle="--"),
+                 "random": dict(color="grey", linestyle=":")}
+
+
+def plot_recovery_curve(curve: pd.DataFrame, title: str, items: str = "accounts"):
     fig, ax = _figure()
     for name, g in curve.groupby("ordering", sort=False):
-        ax.plot(g["percent_worked"], 100 * g["share_captured"], label=name.replace("_", " "))
-    ax.set(title=title, xlabel="worklist worked, top % of accounts", ylabel="dollars captured (% of all recovered)",
+        label = "perfect (simulator's truth)" if name == "perfect" else name.replace("_", " ")
+        ax.plot(g["percent_worked"], 100 * g["share_captured"], label=label, **_CURVE_STYLES.get(name, {}))
+    ax.set(title=title, xlabel=f"worklist worked, top % of {items}", ylabel="dollars captured (% of all recovered)",
            xlim=(0, 100), ylim=(0, 100))
+    ax.grid(alpha=0.3)
     ax.legend(loc="lower right")
     return fig
 
 
 def plot_auc_by_month(table: pd.DataFrame):
     fig, ax = _figure()
-    ax.bar(table["as_of"].astype(str), table["roc_auc"])
+    auc = table["roc_auc"].astype(float)
+    bars = ax.bar(table["as_of"].astype(str), auc.fillna(0.5))
+    ax.bar_label(bars, labels=["n/a" if np.isnan(v) else f"{v:.3f}" for v in auc], padding=2)
     ax.set(title="Payment model ROC-AUC by as-of date (test period)", xlabel="as-of date",
            ylabel="ROC-AUC (unitless)", ylim=(0.5, 1.0))
     ax.tick_params(axis="x", rotation=45)
