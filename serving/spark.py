@@ -242,7 +242,7 @@ def run_spark_batch(source, as_of, target: str | None, model, model_version: str
     run_id = run_id or uuid.uuid4().hex[:16]
     as_of = pd.Timestamp(as_of)
     timings: dict[str, float] = {}
-    info: dict = {"master": master}
+    info: dict = {}
     record = {"run_id": run_id, "as_of": as_of.strftime("%Y-%m-%d"), "model_version": model_version,
               "engine": "spark", "started_at": pd.Timestamp.now(tz="UTC").isoformat(), "status": "running"}
     src = str(source)
@@ -264,6 +264,7 @@ def run_spark_batch(source, as_of, target: str | None, model, model_version: str
         t1 = time.perf_counter()
         spark = spark or spark_session(master, conf)
         timings["spark_start_s"] = time.perf_counter() - t1
+        info["master"] = spark.sparkContext.master
         ranked, drift, warnings = _run(spark, src, ds, present, payers, as_of, target, model, model_version, cfg,
                                        run_id, reasons_rows, accounts_per_group, n_partitions, n_accounts,
                                        record, timings, info)

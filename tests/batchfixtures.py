@@ -90,3 +90,14 @@ def assert_worklists_equal(a, b, atol: float = 1e-9) -> None:
         ys = [list(v) if isinstance(v, np.ndarray) else v for v in ys]
         bad = [i for i, (u, v) in enumerate(zip(xs, ys, strict=True)) if u != v]
         assert not bad, f"{col}: {len(bad)} rows differ, first at row {bad[0]}: {xs[bad[0]]!r} != {ys[bad[0]]!r}"
+
+
+try:
+    import pytest
+
+    @pytest.fixture(scope="session")
+    def benv() -> BatchEnv:
+        """The session's small dataset and registered model (see `batch_env`)."""
+        return batch_env()
+except ImportError:  # pragma: no cover - bench/ imports this module without pytest
+    pass

@@ -1,0 +1,175 @@
+"""PostgreSQL for real: `recoup load` (types, keys, indexes), scoring from it, the worklist written back
+as tables, Parquet-in = Postgres-in = Spark-over-JDBC, and a run killed before its commit."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.batchfixtures import AS_OF, assert_worklists_equal, benv  # noqa: F401
+
+pytestmark = [pytest.mark.postgres, pytest.mark.slow]
+
+SERVER = "postgresql://postgres@127.0.0.1:5432"
+
+
+@pytest.fixture(scope="module")
+def pg_db():
+    """A database of its own for this test run (recoup_test_<pid>), dropped afterwards."""
+    sa = pytest.importorskip("sqlalchemy")
+    name = f"recoup_test_{os.getpid()}"
+    admin = sa.create_engine(f"{SERVER}/postgres", isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name}")
+            conn.exec_driver_sql(f"CREATE DATABASE {name}")
+    except sa.exc.OperationalError as err:
+        admin.dispose()
+        pytest.skip(f"PostgreSQL is not running at {SERVER}: {err}")
+    yield f"{SERVER}/{name}"
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    admin.dispose()
+
+
+@pytest.fixture(scope="module")
+def loaded(benv, pg_db):  # noqa: F811
+    from typer.testing import CliRunner
+
+    from recoup_cli import app
+
+    result = CliRunner().invoke(app, ["load", str(benv.data), pg_db])
+    assert result.exit_code == 0, result.output
+    assert "accounts 3,000" in result.output
+    return pg_db
+
+
+def test_load_types_keys_and_indexes(loaded, benv):  # noqa: F811
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(loaded)
+    try:
+        insp = sa.inspect(engine)
+        cols = {c["name"]: c for c in insp.get_columns("claims")}
+        assert str(cols["billed_amount"]["type"]) == "NUMERIC(14, 2)"
+        assert str(cols["submitted_date"]["type"]) == "DATE"
+        assert str(cols["payer_sequence"]["type"]) == "BIGINT"
+        assert str(cols["claim_id"]["type"]) == "TEXT" and not cols["claim_id"]["nullable"]
+        assert cols["principal_dx"]["nullable"]
+        assert insp.get_pk_constraint("claims")["constrained_columns"] == ["claim_id"]
+        assert insp.get_pk_constraint("claim_lines")["constrained_columns"] == ["claim_id", "line_number"]
+        assert not insp.get_pk_constraint("adjustments")["constrained_columns"]  # its key is not unique
+        indexed = {tuple(i["column_names"]) for i in insp.get_indexes("claims")}
+        assert {("account_id",), ("payer_id",)} <= indexed
+        assert ("remit_id",) in {tuple(i["column_names"]) for i in insp.get_indexes("adjustments")}
+        with engine.connect() as conn:
+            n = conn.exec_driver_sql("SELECT count(*) FROM transactions").scalar()
+        assert n == len(benv.dataset["transactions"])
+    finally:
+        engine.dispose()
+    # loading again replaces the tables (no duplicates)
+    from serving.sql import load_dataset
+
+    counts = load_dataset(benv.data, loaded)
+    assert counts["transactions"] == len(benv.dataset["transactions"])
+
+
+def test_parquet_in_postgres_in_and_postgres_out_agree(loaded, benv, tmp_path):  # noqa: F811
+    from typer.testing import CliRunner
+
+    from features.data import read_dataset
+    from recoup_cli import app
+    from serving.batch import run_batch
+    from serving.store import read_runs, read_worklist
+
+    # the dataset read back from PostgreSQL is the Parquet one
+    back = read_dataset(loaded)
+    for name, df in benv.dataset.tables.items():
+        a = df.sort_values(list(df.columns)).reset_index(drop=True)
+        b = back[name][list(df.columns)].sort_values(list(df.columns)).reset_index(drop=True)
+        assert_worklists_equal(a, b)
+
+    parquet_out = str(tmp_path / "worklist")
+    from_parquet = run_batch(benv.data, AS_OF, parquet_out, benv.model, benv.version_label, keep_result=True)
+    sql_out = f"{loaded}#worklist"
+    result = CliRunner().invoke(app, ["score", loaded, "--as-of", AS_OF, "--out", sql_out,
+                                      "--tracking-uri", benv.tracking_uri])
+    assert result.exit_code == 0, result.output
+    a, b = read_worklist(parquet_out), read_worklist(sql_out)
+    assert_worklists_equal(a, b[list(a.columns)])
+    da, db = read_worklist(parquet_out, kind="denials"), read_worklist(sql_out, kind="denials")
+    assert_worklists_equal(da, db[list(da.columns)])
+    assert len(b) == from_parquet.n_accounts
+
+    # in memory too: Postgres-in = Parquet-in
+    from_pg = run_batch(loaded, AS_OF, None, benv.model, benv.version_label, keep_result=True)
+    assert_worklists_equal(from_parquet.ranked.accounts, from_pg.ranked.accounts)
+    assert_worklists_equal(from_parquet.ranked.denials, from_pg.ranked.denials)
+
+    # the same date again replaces its rows
+    result = CliRunner().invoke(app, ["score", loaded, "--as-of", AS_OF, "--out", sql_out,
+                                      "--tracking-uri", benv.tracking_uri])
+    assert result.exit_code == 0, result.output
+    again = read_worklist(sql_out)
+    assert len(again) == len(b) and again["account_id"].is_unique
+    runs = read_runs(sql_out)
+    assert list(runs["status"]) == ["succeeded", "succeeded"]
+    assert set(runs["model_version"]) == {benv.version_label}
+    assert list(runs["n_accounts"]) == [len(b), len(b)]
+
+
+def test_killed_sql_run_leaves_previous_table(loaded, benv):  # noqa: F811
+    import sqlalchemy as sa
+
+    from serving.batch import run_batch
+    from serving.store import PAUSE_ENV, read_runs, read_worklist
+
+    target = f"{loaded}#killed"
+    before = run_batch(loaded, AS_OF, target, benv.model, benv.version_label)
+    old = read_worklist(target)
+    proc = subprocess.Popen([str(Path(sys.executable).with_name("recoup")), "score", loaded, "--as-of", AS_OF,
+                             "--out", target], env={**benv.env(), PAUSE_ENV: "120"},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    engine = sa.create_engine(loaded)
+    try:
+        deadline = time.monotonic() + 240
+        while True:  # wait until the run has deleted and re-inserted the date's rows, uncommitted
+            with engine.connect() as conn:
+                waiting = conn.exec_driver_sql(
+                    "SELECT count(*) FROM pg_stat_activity WHERE state = 'idle in transaction' "
+                    "AND datname = current_database() AND query ILIKE 'INSERT INTO killed_drift%%'").scalar()
+            if waiting:
+                break
+            assert proc.poll() is None, "the scoring run ended before it was killed"
+            assert time.monotonic() < deadline, "the scoring run never started writing"
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        engine.dispose()
+    now = read_worklist(target)
+    assert set(now["run_id"]) == {before.run_id}
+    assert_worklists_equal(old, now[list(old.columns)])
+    assert list(read_runs(target)["status"]) == ["succeeded", "running"]
+
+
+@pytest.mark.spark
+def test_spark_reads_postgres(loaded, benv):  # noqa: F811
+    pytest.importorskip("pyspark")
+    from serving.batch import run_batch
+    from serving.spark import run_spark_batch, spark_session
+
+    local = run_batch(loaded, AS_OF, None, benv.model, benv.version_label, keep_result=True)
+    dist = run_spark_batch(loaded, AS_OF, None, benv.model, benv.version_label, keep_result=True,
+                           spark=spark_session("local[2]"))
+    assert dist.info["reader"] in ("jdbc", "sqlalchemy")
+    assert_worklists_equal(local.ranked.accounts, dist.ranked.accounts)
+    assert_worklists_equal(local.ranked.denials, dist.ranked.denials)
