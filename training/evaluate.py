@@ -223,8 +223,8 @@ def plot_reliability(table: pd.DataFrame, title: str):
     fig, ax = _figure()
     ax.plot([0, 1], [0, 1], linestyle="--", color="grey", label="perfect calibration")
     ax.plot(table["predicted"], table["observed"], marker="o", label="model (equal-count bins)")
-    ax.set(title=title, xlabel="predicted probability of payment within 60 days",
-           ylabel="observed share paid", xlim=(0, 1), ylim=(0, 1))
+    ax.set(title=title, xlabel="predicted probability of payment within 60 days (0-1)",
+           ylabel="observed share paid (0-1)", xlim=(0, 1), ylim=(0, 1))
     ax.legend(loc="upper left")
     return fig
 
