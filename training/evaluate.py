@@ -229,7 +229,7 @@ def plot_reliability(table: pd.DataFrame, title: str):
     return fig
 
 
-_CURVE_STYLES = {"model": dict(linewidth=2.5, color="tab:blue"), "perfect": dict(color="black", linestyle="--"),
+_CURVE_STYLES = {"model": dict(linewidth=2.5), "perfect": dict(color="black", linestyle="--"),
                  "random": dict(color="grey", linestyle=":")}
 
 
