@@ -231,3 +231,20 @@ def test_train_register_promote_postgres(tmp_path, monkeypatch):
         with admin.connect() as conn:
             conn.execute(sa.text(f"DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
         admin.dispose()
+
+
+def test_drift_reference_is_quiet_on_its_own_population_and_warns_on_a_shift(fitted):
+    from features.snapshot import account_features
+    from training.drift import drift_report
+
+    model, _, ds, _ = fitted
+    feats = account_features(ds, "2025-05-01", stats=model.stats_, with_labels=False)
+    scores = model.score_accounts(feats)
+    quiet = drift_report(model.drift_reference_, feats, {c: scores[c].to_numpy() for c in scores})
+    assert not quiet["warn"].any(), quiet.head()
+    shifted = feats.assign(balance=feats["balance"] * 10, financial_class="commercial")
+    loud = drift_report(model.drift_reference_, shifted, {c: scores[c].to_numpy() for c in scores}).set_index("name")
+    assert loud.loc["balance", "warn"] and loud.loc["financial_class", "warn"]
+    assert not loud.loc["patient_age", "warn"]
+    # the reference holds aggregates only: no row of the data
+    assert set(model.drift_reference_) == {"numeric", "categorical", "scores", "rows"}

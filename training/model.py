@@ -118,7 +118,7 @@ class RecoupModel:
 
         pm = cfg["payment_model"]
         self.payment_ = lgb.LGBMClassifier(**_lgbm_params(pm, seed))
-        self.payment_.fit(Xt, yt, eval_set=[(Xv, yv)], categorical_feature=cats,
+        self.payment_.fit(Xt, yt, eval_X=(Xv,), eval_y=(yv,), categorical_feature=cats,
                           callbacks=[lgb.early_stopping(pm["early_stopping_rounds"], verbose=False)])
         self.payment_calibrator_ = Calibrator.fit(cfg["calibration"], self._raw_payment(Xv), yv)
 
@@ -128,7 +128,7 @@ class RecoupModel:
                                          monotone_constraints_method="intermediate")
         rt = np.clip(acc_train["label_recovered"].to_numpy(float), 0, None)
         rv = np.clip(acc_valid["label_recovered"].to_numpy(float), 0, None)
-        self.amount_.fit(Xt, rt, eval_set=[(Xv, rv)], categorical_feature=cats,
+        self.amount_.fit(Xt, rt, eval_X=(Xv,), eval_y=(rv,), categorical_feature=cats,
                          callbacks=[lgb.early_stopping(am["early_stopping_rounds"], verbose=False)])
         # Tweedie's mean can drift a little; one scalar fitted on validation keeps dollars honest.
         pred_v = self.amount_.predict(Xv)
@@ -138,16 +138,21 @@ class RecoupModel:
         Dt, Dv = self.denial_encoder_.transform(den_train), self.denial_encoder_.transform(den_valid)
         dt, dv = den_train["label_overturn"].to_numpy(float), den_valid["label_overturn"].to_numpy(float)
         self.overturn_ = lgb.LGBMClassifier(**_lgbm_params(om, seed))
-        self.overturn_.fit(Dt, dt, eval_set=[(Dv, dv)], categorical_feature=self.denial_encoder_.cat_index_,
+        self.overturn_.fit(Dt, dt, eval_X=(Dv,), eval_y=(dv,), categorical_feature=self.denial_encoder_.cat_index_,
                            callbacks=[lgb.early_stopping(om["early_stopping_rounds"], verbose=False)])
         self.overturn_calibrator_ = Calibrator.fit(cfg["calibration"], self._raw_overturn(Dv), dv)
-        # drift reference: aggregates of the training features and of the validation scores
+        self.set_drift_reference(acc_valid)
+        return self
+
+    def set_drift_reference(self, features: pd.DataFrame) -> RecoupModel:
+        """Keep aggregates (bin edges and shares, never rows) of these features and their scores as the
+        reference each scoring run's population is compared with."""
         from training.drift import build_reference
 
-        vscores = self.score_account_matrix(Xv)
+        scores = self.score_accounts(features)
         numeric = [c for c in self.account_features_ if c not in self.account_encoder_.vocab_]
-        self.drift_reference_ = build_reference(acc_train, numeric, self.account_encoder_.vocab_, {
-            "p_payment": vscores["p_payment"].to_numpy(), "expected_recovery": vscores["expected_recovery"].to_numpy()})
+        self.drift_reference_ = build_reference(features, numeric, self.account_encoder_.vocab_, {
+            "p_payment": scores["p_payment"].to_numpy(), "expected_recovery": scores["expected_recovery"].to_numpy()})
         return self
 
     # ----------------------------------------------------------------- scoring

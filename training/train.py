@@ -107,6 +107,10 @@ def train_model(ds: Dataset, cfg: dict, snapshots: Snapshots | None = None):
     t0 = time.perf_counter()
     model = RecoupModel(cfg).fit(snaps.part("train"), snaps.part("valid"), snaps.part("train", "denials"),
                                  snaps.part("valid", "denials"), stats)
+    # The drift reference is the population as the scoring path sees it at the end of the data: the same
+    # features computed with the frozen statistics table (per-date tables would make the pooled rates
+    # look drifted in every run).
+    model.set_drift_reference(account_features(ds, ds.extract_date, stats=stats, with_labels=False))
     log.info("fitted models in %.1fs", time.perf_counter() - t0)
     return model, snaps
 
