@@ -193,9 +193,11 @@ def coerce_table(name: str, df: pd.DataFrame) -> tuple[pd.DataFrame, list[Violat
         elif c.type == "date":
             if pd.api.types.is_datetime64_any_dtype(values):
                 typed = values.dt.tz_localize(None) if getattr(values.dt, "tz", None) else values
-            else:
-                typed = pd.to_datetime(values.astype(object).map(lambda v: None if pd.isna(v) else str(v)[:10]),
-                                       format="%Y-%m-%d", errors="coerce")
+            elif pd.api.types.infer_dtype(values, skipna=True) in ("date", "datetime", "datetime64", "empty"):
+                typed = pd.to_datetime(values, errors="coerce")  # Parquet date32 arrives as datetime.date
+            else:  # text: an ISO date, perhaps with a time part
+                text = values.astype("string").str.slice(0, 10)
+                typed = pd.to_datetime(text, format="%Y-%m-%d", errors="coerce")
             typed = typed.astype("datetime64[ns]").dt.normalize()
         elif c.type in ("money", "signed_money", "float"):
             typed = pd.to_numeric(values, errors="coerce").astype("float64")

@@ -141,9 +141,9 @@ def test_unseen_and_missing_categories_do_not_crash(fitted):
 
 def test_minimum_function_on_simulated_data(fitted):
     """Even on the small test dataset the model beats the orderings billing offices use today."""
+    from tests.simdata import small_dataset_dir
     from training.evaluate import evaluate_accounts
     from training.train import read_truth
-    from tests.simdata import small_dataset_dir
 
     model, snaps, _, cfg = fitted
     m = evaluate_accounts(model, snaps.part("test"), cfg, read_truth(small_dataset_dir())[0]).metrics
