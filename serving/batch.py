@@ -82,7 +82,7 @@ def run_batch(source, as_of, target: str | None, model, model_version: str, *, r
               run_id: str | None = None, progress: Callable[[int, int], None] | None = None,
               dataset: Dataset | None = None, keep_result: bool = False) -> BatchResult:
     """Read, validate, featurise, score, rank and (when `target` is given) write one as-of date."""
-    from serving.store import record_run
+    from serving.store import failed_run_recorded, record_run
 
     cfg = ranking_cfg or load_ranking_config()
     run_id = run_id or uuid.uuid4().hex[:16]
@@ -100,17 +100,9 @@ def run_batch(source, as_of, target: str | None, model, model_version: str, *, r
     if target is not None:
         record_run(target, record)
 
-    try:
+    with failed_run_recorded(target, record):
         ranked, drift, warnings = _score_and_write(ds, as_of, target, model, model_version, cfg, run_id,
                                                    chunk_size, reasons_rows, progress, record, timings)
-    except BaseException:
-        if target is not None:
-            record.update(status="failed", finished_at=pd.Timestamp.now(tz="UTC").isoformat())
-            try:
-                record_run(target, record)
-            except Exception:  # noqa: BLE001 - the original error is the one to report
-                log.exception("could not record the failed run")
-        raise
     log.info("scored %d accounts and %d denials in %.1fs", len(ranked.accounts), len(ranked.denials),
              sum(timings.values()))
     return BatchResult(run_id, as_of, len(ranked.accounts), len(ranked.denials), timings, drift,

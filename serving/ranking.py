@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import yaml
 
 DEFAULT_RANKING_PATH = Path(__file__).with_name("ranking.yaml")
 ACTIONS = ("appeal", "correct_and_resubmit", "call", "bill_patient", "send_to_agency", "write_off", "hold")
@@ -29,14 +28,10 @@ DENIAL_COLUMNS = [
 
 
 def load_ranking_config(path: str | Path | None = None, overrides: dict | None = None) -> dict:
-    from training.config import _merge
+    """The ranking defaults (`ranking.yaml`), updated by the YAML file at `path` and then by `overrides`."""
+    from training.config import load_yaml_with_defaults
 
-    cfg = yaml.safe_load(DEFAULT_RANKING_PATH.read_text())
-    if path is not None:
-        cfg = _merge(cfg, yaml.safe_load(Path(path).read_text()) or {})
-    if overrides:
-        cfg = _merge(cfg, overrides)
-    return cfg
+    return load_yaml_with_defaults(DEFAULT_RANKING_PATH, path, overrides)
 
 
 @dataclass

@@ -236,7 +236,7 @@ def run_spark_batch(source, as_of, target: str | None, model, model_version: str
                     n_partitions: int | None = None, spark=None, conf: dict | None = None,
                     keep_result: bool = False) -> BatchResult:
     """`recoup score --engine spark`: the local engine's result (same worklist), computed on Spark."""
-    from serving.store import record_run
+    from serving.store import failed_run_recorded, record_run
 
     cfg = ranking_cfg or load_ranking_config()
     run_id = run_id or uuid.uuid4().hex[:16]
@@ -260,7 +260,7 @@ def run_spark_batch(source, as_of, target: str | None, model, model_version: str
         ds = Dataset({n: ds[n] for n in ds.tables if n == "payers"}, extract_date=ds.extract_date, source=src)
     if target is not None:
         record_run(target, record)
-    try:
+    with failed_run_recorded(target, record):
         t1 = time.perf_counter()
         spark = spark or spark_session(master, conf)
         timings["spark_start_s"] = time.perf_counter() - t1
@@ -268,14 +268,6 @@ def run_spark_batch(source, as_of, target: str | None, model, model_version: str
         ranked, drift, warnings = _run(spark, src, ds, present, payers, as_of, target, model, model_version, cfg,
                                        run_id, reasons_rows, accounts_per_group, n_partitions, n_accounts,
                                        record, timings, info)
-    except BaseException:
-        if target is not None:
-            record.update(status="failed", finished_at=pd.Timestamp.now(tz="UTC").isoformat())
-            try:
-                record_run(target, record)
-            except Exception:  # noqa: BLE001 - the original error is the one to report
-                log.exception("could not record the failed run")
-        raise
     log.info("spark: scored %d accounts and %d denials in %.1fs", len(ranked.accounts), len(ranked.denials),
              sum(v for k, v in timings.items() if not k.startswith("worker_")))
     return BatchResult(run_id, as_of, len(ranked.accounts), len(ranked.denials), timings, drift,

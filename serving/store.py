@@ -10,7 +10,9 @@ worklist_runs; one transaction deletes the date's rows and inserts the new ones.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
 import uuid
 from pathlib import Path
@@ -18,6 +20,8 @@ from pathlib import Path
 import pandas as pd
 
 from features.data import is_sql_url, split_sql_target
+
+log = logging.getLogger(__name__)
 
 # The runs record has a fixed set of columns (a SQL table cannot grow new ones between inserts).
 RUN_COLUMNS = ["run_id", "as_of", "engine", "model_version", "status", "started_at", "finished_at", "n_accounts",
@@ -143,6 +147,21 @@ def record_run(target: str, record: dict) -> None:
     new = pd.concat([old.reindex(columns=RUN_COLUMNS), row], ignore_index=True) if len(old) else row
     tmp = _atomic_parquet(new.astype({c: "Int64" for c in _RUN_SQL_TYPES}), path)
     os.replace(tmp, path)
+
+
+@contextlib.contextmanager
+def failed_run_recorded(target: str | None, record: dict):
+    """Mark the run `failed` in the runs record if the body raises (the original error still propagates)."""
+    try:
+        yield
+    except BaseException:
+        if target is not None:
+            record.update(status="failed", finished_at=pd.Timestamp.now(tz="UTC").isoformat())
+            try:
+                record_run(target, record)
+            except Exception:  # noqa: BLE001 - the original error is the one to report
+                log.exception("could not record the failed run")
+        raise
 
 
 def read_runs(target: str) -> pd.DataFrame:

@@ -26,11 +26,18 @@ def _merge(base: dict, override: dict, path: str = "") -> dict:
     return out
 
 
-def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The defaults, updated by the YAML file at `path` and then by `overrides` (same shape)."""
-    cfg = yaml.safe_load(DEFAULT_CONFIG_PATH.read_text())
+def load_yaml_with_defaults(defaults: Path, path: str | Path | None = None,
+                            overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The defaults file, updated by the YAML file at `path` and then by `overrides` (same shape);
+    an unknown key is an error that names it."""
+    cfg = yaml.safe_load(Path(defaults).read_text())
     if path is not None:
         cfg = _merge(cfg, yaml.safe_load(Path(path).read_text()) or {})
     if overrides:
         cfg = _merge(cfg, overrides)
     return cfg
+
+
+def load_config(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The training defaults, updated by the YAML file at `path` and then by `overrides`."""
+    return load_yaml_with_defaults(DEFAULT_CONFIG_PATH, path, overrides)
