@@ -104,8 +104,10 @@ def finalize(model, accounts: pd.DataFrame, scored: Ranked, cfg: dict, model_ver
 
 
 def _best_denial_per_account(den: pd.DataFrame, cfg: dict) -> pd.DataFrame:
-    if not len(den):
-        return pd.DataFrame(columns=["account_id", "as_of", "d_value", "d_action", "d_minutes", "d_days_left"])
+    if not len(den):  # typed like the non-empty case, so the merge below sees matching key dtypes
+        return pd.DataFrame({"account_id": pd.Series(dtype=object), "as_of": pd.Series(dtype="datetime64[ns]"),
+                             "d_value": pd.Series(dtype=float), "d_action": pd.Series(dtype=object),
+                             "d_minutes": pd.Series(dtype=float), "d_days_left": pd.Series(dtype=float)})
     action = np.where(den["carc_group"].isin(cfg["correct_and_resubmit_groups"]), "correct_and_resubmit", "appeal")
     minutes = np.array([cfg["actions"][a]["minutes"] for a in action], dtype=float)
     cost = minutes * cfg["cost_per_minute"] + np.array([cfg["actions"][a]["cost"] for a in action], dtype=float)
@@ -160,7 +162,9 @@ def _score_accounts(acc: pd.DataFrame, scores: pd.DataFrame, den: pd.DataFrame, 
 
     # an open denial whose expected value per minute beats the account's other action takes over
     best = _best_denial_per_account(den, cfg)
-    keyed = acc[["account_id", "as_of"]].merge(best, on=["account_id", "as_of"], how="left")
+    keys = acc[["account_id", "as_of"]].astype({"account_id": object, "as_of": "datetime64[ns]"})
+    keyed = keys.merge(best.astype({"account_id": object, "as_of": "datetime64[ns]"}), on=["account_id", "as_of"],
+                       how="left")
     d_val = keyed["d_value"].to_numpy(dtype=float)
     has_d = np.isfinite(d_val) & ~held
     d_min = np.where(has_d, keyed["d_minutes"].to_numpy(dtype=float), 1.0)

@@ -68,7 +68,6 @@ from serving.api_models import (  # noqa: E402
     ScoreResponse,
     WorklistRequest,
 )
-from training.model import FeatureEncoder  # noqa: E402
 
 log = logging.getLogger("recoup.service")
 
@@ -118,15 +117,6 @@ class LoadedModel:
     loaded_at: str
 
 
-def _speed_up(model) -> None:
-    """Give the loaded bundle encoders that build the same float matrix without per-column pandas
-    work (the stored vocabularies, the same NaN for missing or unseen categories)."""
-    for attr in ("account_encoder_", "denial_encoder_"):
-        enc = getattr(model, attr, None)
-        if isinstance(enc, FeatureEncoder) and not isinstance(enc, FastEncoder):
-            setattr(model, attr, FastEncoder.from_encoder(enc))
-
-
 def load_model(alias: str | None = None, version: str | None = None) -> LoadedModel:
     from training.tracking import load_bundle
 
@@ -134,40 +124,9 @@ def load_model(alias: str | None = None, version: str | None = None) -> LoadedMo
     alias = alias or os.environ.get("RECOUP_MODEL_ALIAS") or "champion"
     version = version or os.environ.get("RECOUP_MODEL_VERSION") or None
     model = load_bundle(name, alias, version, os.environ.get("MLFLOW_TRACKING_URI") or None)
-    _speed_up(model)
     return LoadedModel(model, f"{model.registry_name_}/{model.registry_version_}",
                        f"version {version}" if version else f"alias {alias}",
                        dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
-
-
-class FastEncoder(FeatureEncoder):
-    """`FeatureEncoder` with a dict lookup per categorical value and one numpy copy per numeric
-    column; `tests/test_service.py` checks that it gives the identical matrix."""
-
-    @classmethod
-    def from_encoder(cls, enc: FeatureEncoder) -> FastEncoder:
-        fast = cls.__new__(cls)
-        fast.__dict__.update(enc.__dict__)
-        fast.codes_ = {c: {v: float(i) for i, v in enumerate(vocab)} for c, vocab in enc.vocab_.items()}
-        return fast
-
-    def transform(self, df: pd.DataFrame) -> np.ndarray:
-        missing = [c for c in self.columns if c not in df.columns]
-        if missing:
-            raise ValueError(f"feature frame lacks columns: {', '.join(missing)}")
-        X = np.empty((len(df), len(self.columns)), dtype=np.float64)
-        nan = np.nan
-        for j, col in enumerate(self.columns):
-            codes = self.codes_.get(col)
-            if codes is not None:
-                X[:, j] = [codes.get(v, nan) if isinstance(v, str) else nan for v in df[col].to_numpy(object)]
-                continue
-            values = df[col]
-            if values.dtype.kind in "fiub":
-                X[:, j] = values.to_numpy(dtype=np.float64)
-            else:
-                X[:, j] = pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64, na_value=nan)
-        return X
 
 
 _PRELOADED: LoadedModel | None = None  # `run_server` loads the model before it binds the port

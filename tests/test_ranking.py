@@ -159,3 +159,11 @@ def test_two_runs_agree_with_a_real_model():
     assert a.accounts["is_exploration"].any()
     assert set(a.accounts["next_action"]) <= {"appeal", "correct_and_resubmit", "call", "bill_patient",
                                               "send_to_agency", "write_off", "hold"}
+
+
+def test_no_open_accounts_and_no_denials_give_empty_lists():
+    empty = accounts(0)
+    out = rank(FixedScores([], []), empty, None, cfg(), "m/1", "r")
+    assert len(out.accounts) == 0 and len(out.denials) == 0
+    one = rank(FixedScores([0.5], [100.0]), accounts(1), pd.DataFrame(), cfg(), "m/1", "r").accounts
+    assert one["rank"].tolist() == [1]

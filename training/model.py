@@ -68,23 +68,36 @@ class FeatureEncoder:
             # most frequent first, ties by name: the same data always gives the same codes
             self.vocab_[col] = sorted(counts.index, key=lambda v: (-counts[v], v))
         self.cat_index_ = [self.columns.index(c) for c in self.categorical]
+        self.codes_ = _code_tables(self.vocab_)
         return self
 
     def transform(self, df: pd.DataFrame) -> np.ndarray:
+        """The float matrix: category codes from the stored vocabularies (NaN, LightGBM's "missing",
+        for a missing or unseen category) and numeric columns as float64. One dict lookup per
+        categorical value and one copy per numeric column: this is on the API's per-request path."""
         missing = [c for c in self.columns if c not in df.columns]
         if missing:
             raise ValueError(f"feature frame lacks columns: {', '.join(missing)}")
+        codes_by_col = self.__dict__.get("codes_")
+        if codes_by_col is None:  # bundles pickled before the lookup tables existed
+            codes_by_col = self.codes_ = _code_tables(self.vocab_)
         X = np.empty((len(df), len(self.columns)), dtype=np.float64)
+        nan = np.nan
         for j, col in enumerate(self.columns):
+            codes = codes_by_col.get(col)
+            if codes is not None:
+                X[:, j] = [codes.get(v, nan) if isinstance(v, str) else nan for v in df[col].to_numpy(object)]
+                continue
             values = df[col]
-            if col in self.vocab_:
-                codes = pd.Categorical(values.astype(object).where(values.notna(), None),
-                                       categories=self.vocab_[col]).codes.astype(np.float64)
-                codes[codes < 0] = np.nan  # unseen or missing category: LightGBM's "missing"
-                X[:, j] = codes
+            if values.dtype.kind in "fiub":  # nullable Int64/boolean too: their NA becomes NaN
+                X[:, j] = values.to_numpy(dtype=np.float64, na_value=nan)
             else:
-                X[:, j] = pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+                X[:, j] = pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64, na_value=nan)
         return X
+
+
+def _code_tables(vocab: dict[str, list[str]]) -> dict[str, dict[str, float]]:
+    return {col: {v: float(i) for i, v in enumerate(values)} for col, values in vocab.items()}
 
 
 def _lgbm_params(cfg: dict, seed: int) -> dict:
