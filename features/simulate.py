@@ -561,6 +561,13 @@ def _build_tables(P: dict, events, payers: pd.DataFrame, start: pd.Timestamp) ->
                                        "remark_codes": None}))
         return pd.concat(parts, ignore_index=True)
 
+    def denial_adjustments(r: pd.DataFrame, ix_: np.ndarray) -> pd.DataFrame:
+        """The CAS of a denied remit: the claim's hidden cause as CARC (and its remark) for the whole charge."""
+        return pd.DataFrame({"remit_id": r["remit_id"].to_numpy(), "line_number": pd.NA,
+                             "group_code": CARCS["group"].to_numpy()[P["carc"][ix_]],
+                             "reason_code": carc_code[P["carc"][ix_]], "amount": P["charges"][ix_],
+                             "remark_codes": CARCS["remark"].to_numpy()[P["carc"][ix_]]})
+
     paid = a(EV_PAID)
     r = remit_frame(paid, "-1", "processed_primary", P["a1"][paid["acct"].to_numpy()],
                     P["pt_resp"][paid["acct"].to_numpy()], "")
@@ -571,10 +578,7 @@ def _build_tables(P: dict, events, payers: pd.DataFrame, start: pd.Timestamp) ->
     dix = deny["acct"].to_numpy()
     r = remit_frame(deny, "-1", "denied", 0.0, 0.0, "")
     remits.append(r)
-    adjs.append(pd.DataFrame({"remit_id": r["remit_id"].to_numpy(), "line_number": pd.NA,
-                              "group_code": CARCS["group"].to_numpy()[P["carc"][dix]],
-                              "reason_code": carc_code[P["carc"][dix]], "amount": P["charges"][dix],
-                              "remark_codes": CARCS["remark"].to_numpy()[P["carc"][dix]]}))
+    adjs.append(denial_adjustments(r, dix))
     # worked by appeal: an appeal row; its outcome is known from the decision
     appeal_work = work[work_kind[work["acct"].to_numpy()] == "appeal"]
     decided = ev[ev.kind.isin([EV_OVERTURN, EV_UPHELD])][["acct", "kind", "date"]]
@@ -602,10 +606,7 @@ def _build_tables(P: dict, events, payers: pd.DataFrame, start: pd.Timestamp) ->
     uix = up["acct"].to_numpy()
     r = remit_frame(up, "-2", "denied", 0.0, 0.0, "")
     remits.append(r)
-    adjs.append(pd.DataFrame({"remit_id": r["remit_id"].to_numpy(), "line_number": pd.NA,
-                              "group_code": CARCS["group"].to_numpy()[P["carc"][uix]],
-                              "reason_code": carc_code[P["carc"][uix]], "amount": P["charges"][uix],
-                              "remark_codes": CARCS["remark"].to_numpy()[P["carc"][uix]]}))
+    adjs.append(denial_adjustments(r, uix))
     # secondary payments
     sp = a(EV_SEC_PAID)
     spx = sp["acct"].to_numpy()
