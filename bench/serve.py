@@ -4,7 +4,7 @@
 
 Without --data it simulates 3,000 accounts, trains a small model and registers it in a temporary
 SQLite MLflow store. Then, all over loopback on this machine:
-- `recoup serve` in a subprocess; an open-loop load generator (asyncio + httpx, send times fixed in
+- `recoup serve` in a subprocess; an open-loop load generator (asyncio + aiohttp, send times fixed in
   advance, so a slow answer never delays the next request: latency counts from the scheduled send
   time) posts single-account /score requests at each rate for --seconds; p50/p99 and errors;
 - /worklist with 1,000 accounts a request: accounts/s;
@@ -86,18 +86,26 @@ def _ledger_rows(ds, account_id: str) -> int:
     return 1 + sum(len(v) for k, v in h.items() if k not in ("account", "payers"))
 
 
-async def _open_loop(url: str, rate: float, seconds: float, make_request) -> dict:
-    """Send rate × seconds requests at fixed times; latency from the scheduled time."""
-    import httpx
+async def _open_loop(url: str, rate: float, seconds: float, body: bytes | None, headers: dict | None = None) -> dict:
+    """Send rate × seconds requests at fixed times (POST `body`, or GET when None); latency counts
+    from the scheduled send time, so a slow answer never hides the queue behind it. aiohttp, not
+    httpx: on 2 shared cores httpx's client spends ~3 ms more CPU per request than the server's
+    /livez does, and that would be charged to the service."""
+    import aiohttp
 
     n = int(rate * seconds)
     lat: list[float] = []
     errors = 0
-    limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
-    async with httpx.AsyncClient(timeout=30, limits=limits) as client:
-        # warm the connection pool and the server
-        for _ in range(5):
-            await make_request(client, url)
+    method = "GET" if body is None else "POST"
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=256),
+                                     timeout=aiohttp.ClientTimeout(total=60)) as session:
+        async def call() -> bool:
+            async with session.request(method, url, data=body, headers=headers) as r:
+                await r.read()
+                return r.status == 200
+
+        for _ in range(5):  # warm the connection pool and the server
+            await call()
         loop = asyncio.get_running_loop()
         start = loop.time() + 0.2
 
@@ -106,7 +114,7 @@ async def _open_loop(url: str, rate: float, seconds: float, make_request) -> dic
             at = start + i / rate
             await asyncio.sleep(max(0.0, at - loop.time()))
             try:
-                ok = await make_request(client, url)
+                ok = await call()
             except Exception:  # noqa: BLE001 - counted
                 ok = False
             if ok:
@@ -121,22 +129,21 @@ async def _open_loop(url: str, rate: float, seconds: float, make_request) -> dic
             "max_ms": round(float(arr.max()), 2)}
 
 
-def _breakdown(ds, account_id: str, as_of, uri: str, n: int = 200) -> dict:
-    """Where one single-account request's time goes inside the service (in-process, median ms)."""
+def _breakdown(ds, account_id: str, as_of, uri: str, n: int = 300) -> dict:
+    """Where one single-account request's time goes inside the service (in-process, median ms),
+    stage by stage as `RecoupService._handle` runs them."""
     os.environ["MLFLOW_TRACKING_URI"] = uri
-    from features.snapshot import account_features, denial_features
+    from features.snapshot import snapshot_features
     from serving.api_models import ScoreRequest
-    from serving.ranking import load_ranking_config, rank
+    from serving.ranking import finalize, load_ranking_config, score_rows
     from serving.service import _check_references, _results, build_dataset, history_from_dataset, load_model
 
     state = load_model()
     model, cfg = state.model, load_ranking_config()
     raw = json.dumps(history_from_dataset(ds, [account_id], as_of)).encode()
-    t = {k: [] for k in ("parse_validate", "reference_checks", "dataset", "account_features", "denial_features",
-                         "rank_total", "rank.score_rows", "rank.encode+predict", "rank.treeshap_reasons",
-                         "response")}
-    from serving.ranking import finalize, score_rows
-
+    stages = ("parse_validate", "reference_checks", "dataset", "features", "rank.score_rows",
+              "rank.order_reasons", "response", "total")
+    t = {k: [] for k in stages}
     for i in range(n + 5):
         c0 = time.perf_counter()
         req = ScoreRequest.model_validate_json(raw)
@@ -145,28 +152,21 @@ def _breakdown(ds, account_id: str, as_of, uri: str, n: int = 200) -> dict:
         c2 = time.perf_counter()
         d = build_dataset(req)
         c3 = time.perf_counter()
-        acc = account_features(d, pd.Timestamp(as_of), stats=model.stats_, with_labels=False)
+        acc, den = snapshot_features(d, pd.Timestamp(as_of), stats=model.stats_, with_labels=False, frames=False)
         c4 = time.perf_counter()
-        den = denial_features(d, pd.Timestamp(as_of), stats=model.stats_, with_labels=False)
+        scored = score_rows(model, acc, den, cfg, frames=False)
         c5 = time.perf_counter()
-        ranked = rank(model, acc, den, cfg, state.version, "bench")
+        ranked = finalize(model, acc, scored, cfg, state.version, "bench", frames=False)
         c6 = time.perf_counter()
         _results(ranked, req.as_of, state.version)
         c7 = time.perf_counter()
-        s0 = time.perf_counter()
-        scored = score_rows(model, acc, den, cfg)
-        s1 = time.perf_counter()
-        model.score_accounts(acc)
-        s2 = time.perf_counter()
-        finalize(model, acc, scored, cfg, state.version, "bench", reasons_rows=None)
-        s3 = time.perf_counter()
         if i >= 5:
-            for k, v in zip(t, (c1 - c0, c2 - c1, c3 - c2, c4 - c3, c5 - c4, c6 - c5, s1 - s0, s2 - s1, s3 - s2,
-                                c7 - c6), strict=True):
+            for k, v in zip(stages, (c1 - c0, c2 - c1, c3 - c2, c4 - c3, c5 - c4, c6 - c5, c7 - c6, c7 - c0),
+                            strict=True):
                 t[k].append(v)
     out = {k: round(float(np.median(v)) * 1000, 3) for k, v in t.items()}
-    out["note"] = ("rank.* are a second run of rank's two halves (score_rows; finalize = ordering + TreeSHAP "
-                   "reasons); rank.encode+predict is model.score_accounts alone")
+    out["note"] = (f"median ms per stage over {n} runs; rank.score_rows = encode + predict + rules, "
+                   "rank.order_reasons = ordering + TreeSHAP reasons")
     return out
 
 
@@ -202,7 +202,9 @@ def main() -> None:
     wl_ids = (open_ids + [a for a in all_ids if a not in set(open_ids)])[:1000]
     worklist = json.dumps(history_from_dataset(ds, wl_ids, as_of)).encode()
     result: dict = {"machine": {"cpus": os.cpu_count(), "load_avg_at_start": list(os.getloadavg())},
-                    "model": f"recoup (small config: 60/60/40 trees), {len(model.account_features_)} features",
+                    "model": {"features": len(model.account_features_), "trees": {
+                        name: int(getattr(model, f"{name}_").best_iteration_ or getattr(model, f"{name}_").n_estimators)
+                        for name in ("payment", "amount", "overturn")}},
                     "single_request": {"history_rows": rows[account], "body_bytes": len(one)},
                     "worklist_request": {"accounts": len(wl_ids), "open": int(sum(a in set(open_ids) for a in wl_ids)),
                                          "body_bytes": len(worklist)}}
@@ -240,12 +242,11 @@ def main() -> None:
     try:
         _wait(f"http://127.0.0.1:{port}/readyz", proc)
 
-        async def post_one(client, url):
-            r = await client.post(url, content=one, headers=headers)
-            return r.status_code == 200
-
+        base = f"http://127.0.0.1:{port}"
+        # the floor of this harness: the same load on BentoML's own /livez (no work, no body)
+        result["harness_floor_livez"] = asyncio.run(_open_loop(f"{base}/livez", 50, min(args.seconds, 10), None))
         result["recoup_serve_score"] = [
-            asyncio.run(_open_loop(f"http://127.0.0.1:{port}/score", r, args.seconds, post_one)) for r in rates]
+            asyncio.run(_open_loop(f"{base}/score", r, args.seconds, one, headers)) for r in rates]
         times = []
         with httpx.Client(timeout=300) as c:
             for _ in range(4):
@@ -279,12 +280,8 @@ def main() -> None:
             _wait(f"http://127.0.0.1:{port}/ping", mproc, 180)
             mh = {"content-type": "application/json"}
 
-            async def post_m(client, url):
-                r = await client.post(url, content=payload, headers=mh)
-                return r.status_code == 200
-
             result["anchor_mlflow_models_serve"] = [
-                asyncio.run(_open_loop(f"http://127.0.0.1:{port}/invocations", r, args.seconds, post_m))
+                asyncio.run(_open_loop(f"http://127.0.0.1:{port}/invocations", r, args.seconds, payload, mh))
                 for r in rates]
         finally:
             mproc.terminate()

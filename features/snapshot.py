@@ -74,8 +74,39 @@ STATS_COLUMNS = [
 # ------------------------------------------------------------------ small array helpers
 
 
-def _days(s: pd.Series) -> np.ndarray:
-    v = s.to_numpy(dtype="datetime64[ns]")
+# A table column is a pandas Series (DataFrame tables) or a NumPy array (`features.data.ColumnTable`,
+# the API's one-request tables); these helpers turn either into the NumPy arrays the code works on.
+
+
+def _obj(s) -> np.ndarray:
+    return s.to_numpy(dtype=object) if isinstance(s, pd.Series) else np.asarray(s, dtype=object)
+
+
+def _isin(s, choices: list[str]) -> np.ndarray:
+    if isinstance(s, pd.Series):
+        return s.isin(choices).to_numpy()
+    wanted = set(choices)
+    return np.fromiter((v in wanted for v in np.asarray(s, dtype=object).tolist()), dtype=bool, count=len(s))
+
+
+def _notna(s) -> np.ndarray:
+    return s.notna().to_numpy() if isinstance(s, pd.Series) else ~pd.isna(np.asarray(s))
+
+
+def _text(s) -> np.ndarray:
+    """Stripped text (missing stays missing)."""
+    if isinstance(s, pd.Series):
+        return s.astype(str).str.strip().to_numpy(dtype=object)
+    return np.array([v.strip() if isinstance(v, str) else np.nan if v is None else str(v).strip()
+                     for v in np.asarray(s, dtype=object).tolist()], dtype=object)
+
+
+def _take_rows(table, rows: np.ndarray):
+    return table.take(rows) if not isinstance(table, pd.DataFrame) else table.iloc[rows]
+
+
+def _days(s) -> np.ndarray:
+    v = s.to_numpy(dtype="datetime64[ns]") if isinstance(s, pd.Series) else np.asarray(s, dtype="datetime64[ns]")
     out = v.astype("datetime64[D]").astype(np.int64) + _OFF
     out[np.isnat(v)] = NEVER
     return out
@@ -99,7 +130,7 @@ class _Keys:
         self._dict: dict | None = None
 
     def codes(self, values: pd.Series) -> np.ndarray:
-        vals = values.to_numpy(dtype=object)
+        vals = _obj(values)
         if len(self.ids) <= _SMALL and len(vals) <= _SMALL:
             if self._dict is None:
                 self._dict = {k: i for i, k in enumerate(self.ids.tolist())}
@@ -128,14 +159,16 @@ def _enum_index(names: tuple[str, ...]) -> pd.Index:
 
 
 def _enum(values: pd.Series, mapping: dict[str, int]) -> np.ndarray:
-    vals = values.to_numpy(dtype=object)
+    vals = _obj(values)
     if len(vals) <= _SMALL:
         return np.fromiter((mapping.get(v, -1) for v in vals.tolist()), dtype=np.int64, count=len(vals))
     return _enum_index(tuple(mapping)).get_indexer(pd.Index(vals, dtype=object)).astype(np.int64)
 
 
-def _num(s: pd.Series) -> np.ndarray:
-    return s.to_numpy(dtype=np.float64, na_value=np.nan)
+def _num(s) -> np.ndarray:
+    if isinstance(s, pd.Series):
+        return s.to_numpy(dtype=np.float64, na_value=np.nan)
+    return np.asarray(s, dtype=np.float64)  # ColumnTable numbers are float64 with NaN for missing
 
 
 def _count(codes: np.ndarray, n: int, mask: np.ndarray | None = None) -> np.ndarray:
@@ -280,24 +313,25 @@ def _empty(name: str, ds: Dataset) -> pd.DataFrame:
 
 def _prepare(ds: Dataset) -> _Prep:
     acc = _empty("accounts", ds)
-    ids = acc["account_id"].to_numpy(dtype=object)
+    ids = _obj(acc["account_id"])
     order = np.argsort(ids, kind="stable")  # account codes follow account_id order: sorted output
     acct_index = _Keys(ids[order])
     n = len(acc)
 
-    def acol(name: str) -> pd.Series:
-        return acc[name].take(order) if n > 1 else acc[name]
+    def acol(name: str):
+        col = acc[name]
+        return col if n <= 1 else col.take(order) if isinstance(col, pd.Series) else np.asarray(col)[order]
 
     pay = _empty("payers", ds)
-    pay = pay.iloc[np.argsort(pay["payer_id"].to_numpy(dtype=object), kind="stable")] if len(pay) > 1 else pay
-    pay_ids = pay["payer_id"].to_numpy(dtype=object)
+    pay = _take_rows(pay, np.argsort(_obj(pay["payer_id"]), kind="stable")) if len(pay) > 1 else pay
+    pay_ids = _obj(pay["payer_id"])
     pay_index = _Keys(pay_ids)
     acct_day = _days(acol("service_date"))
     acct_payer = _codes(pay_index, acol("primary_payer_id"))
 
     # claims: a claim is known from its submission, never before its account's service date
     cl = _empty("claims", ds)
-    c_ids = cl["claim_id"].to_numpy(dtype=object)
+    c_ids = _obj(cl["claim_id"])
     claim_index = _Keys(c_ids)
     c_acct = _codes(acct_index, cl["account_id"])
     c_day = np.where(c_acct >= 0, np.maximum(_days(cl["submitted_date"]), acct_day[c_acct]), NEVER)
@@ -320,7 +354,7 @@ def _prepare(ds: Dataset) -> _Prep:
     l_claim = _codes(claim_index, cline["claim_id"])
     ok = l_claim >= 0
     best = _last(l_claim, nc, ok, -_num(cline["line_number"]), _num(cline["line_charge"]))
-    codes, uniq = pd.factorize(cline["procedure_code"].to_numpy(dtype=object))
+    codes, uniq = pd.factorize(_obj(cline["procedure_code"]))
     fam_of_uniq = np.array([_FAM_IDX[proc_family(c)] for c in uniq], dtype=np.int64)
     line_fam = np.where(codes >= 0, fam_of_uniq[np.maximum(codes, 0)] if len(uniq) else 0, _FAM_IDX["unknown"])
     c_proc = np.where(best >= 0, line_fam[np.maximum(best, 0)] if len(line_fam) else 0, _FAM_IDX["unknown"])
@@ -345,7 +379,7 @@ def _prepare(ds: Dataset) -> _Prep:
     a_fam = np.where(aok, fam[a_c], -1)
     a_day = np.where(aok, np.maximum(_days(ap["submitted_date"]), c_day[a_c]), NEVER)
     a_dec_day = np.maximum(_days(ap["decision_date"]), a_day)  # outcome known from its decision date
-    a_over = ap["outcome"].isin(["overturned", "partially_overturned"]).to_numpy()
+    a_over = _isin(ap["outcome"], ["overturned", "partially_overturned"])
     a_level = np.nan_to_num(_num(ap["level"])).astype(np.int64)
 
     tx = _empty("transactions", ds)
@@ -387,9 +421,9 @@ def _prepare(ds: Dataset) -> _Prep:
         acct_payer=acct_payer,
         age=_num(acol("patient_age")),
         charges=_num(acol("total_charges")),
-        enc=acol("encounter_type").to_numpy(dtype=object),
+        enc=_obj(acol("encounter_type")),
         pay_ids=pay_ids,
-        pay_class=pay["financial_class"].to_numpy(dtype=object),
+        pay_class=_obj(pay["financial_class"]),
         tfd=_num(pay["timely_filing_days"]),
         awd=_num(pay["appeal_window_days"]),
         c_ids=c_ids,
@@ -441,17 +475,17 @@ def _denials(ds, rem, r_claim, r_day, r_status, r_paid, c_acct, fam, nc, cl) -> 
     claim or line paid nothing with a non-routine CO/PI/OA CARC; a line on a paid claim = partial)."""
     adj = _empty("adjustments", ds)
     nr = len(rem)
-    a_remit = _codes(_Keys(rem["remit_id"].to_numpy(dtype=object)), adj["remit_id"])
-    reason = adj["reason_code"].astype(str).str.strip().to_numpy(dtype=object)
+    a_remit = _codes(_Keys(_obj(rem["remit_id"])), adj["remit_id"])
+    reason = _text(adj["reason_code"])
     carc_codes, carc_uniq = pd.factorize(reason, sort=True)  # sorted: the rank is a deterministic tie-break
     routine = np.array([c in routine_carcs() for c in carc_uniq], dtype=bool)
-    groups = adj["group_code"].to_numpy(dtype=object)
+    groups = _obj(adj["group_code"])
     denying = (a_remit >= 0) & np.isin(groups, ["CO", "PI", "OA"]) & (carc_codes >= 0)
     if len(routine):
         denying &= ~routine[np.maximum(carc_codes, 0)]
-    has_line = adj["line_number"].notna().to_numpy() if "line_number" in adj else np.zeros(len(adj), bool)
+    has_line = _notna(adj["line_number"]) if "line_number" in adj else np.zeros(len(adj), bool)
     amt = np.abs(np.nan_to_num(_num(adj["amount"])))
-    rarc = adj["remark_codes"].notna().to_numpy() if "remark_codes" in adj else np.zeros(len(adj), bool)
+    rarc = _notna(adj["remark_codes"]) if "remark_codes" in adj else np.zeros(len(adj), bool)
 
     n_claim_level = _count(a_remit, nr, denying & ~has_line) if nr else np.zeros(0, np.int64)
     n_line_level = _count(a_remit, nr, denying & has_line) if nr else np.zeros(0, np.int64)
@@ -681,8 +715,23 @@ def _parse_stats(stats: pd.DataFrame) -> _ParsedStats:
     return parsed
 
 
+_ONE_DATE: dict[int, tuple[pd.DataFrame, bool]] = {}
+
+
+def _one_date(stats: pd.DataFrame) -> bool:
+    """Whether the stats table holds one date (cached by identity, as `_parse_stats`)."""
+    hit = _ONE_DATE.get(id(stats))
+    if hit is not None and hit[0] is stats:
+        return hit[1]
+    one = not ("as_of" in stats and len(stats) and not (stats["as_of"].iloc[0] == stats["as_of"]).all())
+    if len(_ONE_DATE) > 8:
+        _ONE_DATE.clear()
+    _ONE_DATE[id(stats)] = (stats, one)
+    return one
+
+
 def _lookup(stats: pd.DataFrame, p: _Prep, t: pd.Timestamp) -> _Lookup:
-    if "as_of" in stats and len(stats) and not (stats["as_of"].iloc[0] == stats["as_of"]).all():
+    if not _one_date(stats):
         # a table of several dates: the latest one on or before T (else the earliest)
         dates = pd.to_datetime(stats["as_of"])
         prior = dates[dates <= t]
@@ -916,9 +965,14 @@ _DENIAL_KEYS = ["claim_id", "account_id"]
 
 
 def _frame(
-    blocks: list[tuple[pd.Timestamp, dict[str, np.ndarray]]], keys: list[str], names: list[str], labels: list[str]
-) -> pd.DataFrame:
-    """The output frame, built once with its columns in their final order (keys, as_of, ...)."""
+    blocks: list[tuple[pd.Timestamp, dict[str, np.ndarray]]],
+    keys: list[str],
+    names: list[str],
+    labels: list[str],
+    frames: bool = True,
+) -> pd.DataFrame | dict[str, np.ndarray]:
+    """The output frame, built once with its columns in their final order (keys, as_of, ...); with
+    `frames=False` the same columns as a dict of NumPy arrays (the API's path: no pandas)."""
     cols = [*keys, "as_of", *names, *labels]
     parts = []
     for t, b in blocks:
@@ -930,7 +984,8 @@ def _frame(
         data = parts[0]
     else:
         data = {c: np.concatenate([d[c] for d in parts]) for c in parts[0]}
-    return pd.DataFrame({c: data[c] for c in cols if c in data})
+    data = {c: data[c] for c in cols if c in data}
+    return pd.DataFrame(data) if frames else data
 
 
 def _stats_for(ds: Dataset, p: _Prep, stats: pd.DataFrame | None, t: pd.Timestamp, h2: int) -> _Lookup:
@@ -1062,9 +1117,11 @@ def snapshot_features(
     horizon_days: int = 60,
     overturn_horizon_days: int = 120,
     with_labels: bool = True,
+    frames: bool = True,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """`(account_features(...), denial_features(...))` from one preparation of `ds`: the API and
-    the batch need both, and preparing the arrays is most of a one-account call's cost."""
+    the batch need both, and preparing the arrays is most of a one-account call's cost. With
+    `frames=False`, each is a dict of NumPy arrays with the same columns (what the API ranks)."""
     p = _prepare(ds)
     acc, den = [], []
     for t in _as_dates(as_of):
@@ -1075,8 +1132,14 @@ def snapshot_features(
             lk = _lookup(stats, p, t)
             acc.append((t, _account_block(p, t, lk, horizon_days, with_labels)))
         den.append((t, _denial_block(p, t, lk, overturn_horizon_days, with_labels)))
-    a = _frame(acc, ["account_id"], account_feature_names(), ["label_paid", "label_recovered"] if with_labels else [])
+    a = _frame(
+        acc, ["account_id"], account_feature_names(), ["label_paid", "label_recovered"] if with_labels else [], frames
+    )
     d = _frame(
-        den, _DENIAL_KEYS, ["denial_date", *denial_feature_names()], ["worked", "label_overturn"] if with_labels else []
+        den,
+        _DENIAL_KEYS,
+        ["denial_date", *denial_feature_names()],
+        ["worked", "label_overturn"] if with_labels else [],
+        frames,
     )
     return a, d

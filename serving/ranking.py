@@ -1,8 +1,11 @@
 """Ranking in one place: expected recovery, the cost of the work, deadlines, rules, next actions,
 reasons and exploration. The nightly batch and the HTTP service both call `rank`.
 
-Inputs are the feature frames of `features.snapshot` and a fitted `training.model.RecoupModel`.
-Everything is vectorised; TreeSHAP reasons are computed only for the rows that need them.
+Inputs are the feature tables of `features.snapshot` (DataFrames, or `Columns`: a dict of equal-length
+NumPy arrays) and a fitted `training.model.RecoupModel`. Everything is vectorised NumPy with no
+per-row Python and no pandas work between the inputs and the output, so one account costs about
+as little as the arithmetic (the API's path) and a million cost one pass (the batch's); TreeSHAP
+reasons are computed only for the rows that need them.
 """
 
 from __future__ import annotations
@@ -25,6 +28,13 @@ DENIAL_COLUMNS = [
     "claim_id", "account_id", "as_of", "rank", "priority", "p_overturn", "expected_recovery", "next_action",
     "appeal_deadline", "carc", "is_exploration", "model_version", "run_id",
 ]
+_SCORED_DENIAL_COLUMNS = [c for c in DENIAL_COLUMNS if c not in ("rank", "model_version", "run_id")] + [
+    "action_minutes"]
+
+Columns = dict  # column name -> 1-D NumPy array, every array the same length
+Table = pd.DataFrame | dict
+_NS_PER_DAY = 86_400_000_000_000
+_DAY_KEY = np.int64(1 << 22)  # day multiplier in (id code, day) composite keys
 
 
 def load_ranking_config(path: str | Path | None = None, overrides: dict | None = None) -> dict:
@@ -36,26 +46,96 @@ def load_ranking_config(path: str | Path | None = None, overrides: dict | None =
 
 @dataclass
 class Ranked:
-    accounts: pd.DataFrame
-    denials: pd.DataFrame
+    """A ranked worklist and denial list: DataFrames (the batch) or `Columns` (the API's `frames=False`)."""
+
+    accounts: Table
+    denials: Table
 
 
-def exploration_draw(keys: pd.Series, as_of: pd.Series, seed: int, salt: str = "explore") -> np.ndarray:
+# ----------------------------------------------------------------------------- columns
+
+
+def n_rows(t: Table) -> int:
+    if isinstance(t, pd.DataFrame):
+        return len(t)
+    return len(next(iter(t.values()))) if t else 0
+
+
+def column(t: Table, name: str) -> np.ndarray:
+    """One column as a NumPy array (object for text, datetime64[ns] for dates)."""
+    v = t[name]
+    return v.to_numpy() if isinstance(v, (pd.Series, pd.Index)) else np.asarray(v)
+
+
+def to_columns(t: Table) -> Columns:
+    return {c: column(t, c) for c in t.columns} if isinstance(t, pd.DataFrame) else t
+
+
+def take(t: Table, rows: np.ndarray) -> Table:
+    if isinstance(t, pd.DataFrame):
+        return t.iloc[rows]
+    return {c: v[rows] for c, v in t.items()}
+
+
+def _num(t: Table, col: str, default: float = 0.0) -> np.ndarray:
+    """A numeric column as float64, missing (or non-numeric) values as `default`."""
+    if col not in t:
+        return np.full(n_rows(t), default)
+    v = t[col]
+    if isinstance(v, pd.Series):
+        v = (v.to_numpy(dtype=np.float64, na_value=np.nan) if v.dtype.kind in "fiub"
+             else pd.to_numeric(v, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan))
+    else:
+        v = np.asarray(v)
+        v = v.astype(np.float64) if v.dtype.kind in "fiub" else pd.to_numeric(
+            pd.Series(v, dtype=object), errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+    return np.where(np.isnan(v), default, v)
+
+
+def _dates(t: Table, col: str) -> np.ndarray:
+    v = t[col]
+    if isinstance(v, pd.Series) and v.dtype.kind != "M":
+        v = pd.to_datetime(v)
+    return np.asarray(v, dtype="datetime64[ns]")
+
+
+def _day_numbers(dates: np.ndarray) -> np.ndarray:
+    return dates.astype("datetime64[D]").astype(np.int64) + 1_000_000  # positive for any real date
+
+
+def _match(a_ids: np.ndarray, a_days: np.ndarray, b_ids: np.ndarray, b_days: np.ndarray) -> np.ndarray:
+    """For each (id, day) of `a`: the row of `b` with the same key (keys of `b` are unique), or -1."""
+    if not len(a_ids) or not len(b_ids):
+        return np.full(len(a_ids), -1, dtype=np.int64)
+    codes, _ = pd.factorize(np.concatenate([a_ids.astype(object), b_ids.astype(object)]))
+    ka = codes[:len(a_ids)] * _DAY_KEY + _day_numbers(a_days)
+    kb = codes[len(a_ids):] * _DAY_KEY + _day_numbers(b_days)
+    order = np.argsort(kb, kind="stable")
+    pos = np.minimum(np.searchsorted(kb[order], ka), len(kb) - 1)
+    return np.where(kb[order][pos] == ka, order[pos], -1)
+
+
+def _id_order(ids: np.ndarray) -> np.ndarray:
+    """Integer codes that sort as the ids do (the tie-break of every ordering)."""
+    return np.unique(ids.astype(object), return_inverse=True)[1].reshape(-1)
+
+
+def exploration_draw(keys, as_of, seed: int, salt: str = "explore") -> np.ndarray:
     """A uniform number per (id, as_of) from a hash: the same rows on every engine and partitioning."""
-    text = keys.astype(str) + "|" + pd.to_datetime(as_of).dt.strftime("%Y-%m-%d") + f"|{seed}|{salt}"
-    hashed = pd.util.hash_pandas_object(text.astype(object), index=False, hash_key="recoup-explore01")
-    return hashed.to_numpy() / 2.0**64
+    keys = np.asarray(keys.to_numpy(dtype=object) if isinstance(keys, pd.Series) else keys, dtype=object)
+    if isinstance(as_of, pd.Series) and as_of.dtype.kind != "M":
+        as_of = pd.to_datetime(as_of)
+    days = np.datetime_as_string(np.asarray(as_of, dtype="datetime64[ns]").astype("datetime64[D]"))
+    tail = f"|{seed}|{salt}"
+    text = np.array([f"{k}|{d}{tail}" for k, d in zip(keys.tolist(), days.tolist(), strict=True)], dtype=object)
+    # categorize=False: the same hashes, without building a pandas Categorical on every call
+    return pd.util.hash_array(text, hash_key="recoup-explore01", categorize=False) / 2.0**64
 
 
-def _num(df: pd.DataFrame, col: str, default: float = 0.0) -> np.ndarray:
-    if col not in df:
-        return np.full(len(df), default)
-    return pd.to_numeric(df[col], errors="coerce").fillna(default).to_numpy(dtype=float)
-
-
-def _deadline(as_of: pd.Series, days_left: np.ndarray) -> pd.Series:
-    out = pd.to_datetime(as_of).to_numpy() + pd.to_timedelta(np.where(np.isfinite(days_left), days_left, 0), "D")
-    return pd.Series(np.where(np.isfinite(days_left), out, np.datetime64("NaT")), dtype="datetime64[ns]")
+def _deadline(as_of: np.ndarray, days_left: np.ndarray) -> np.ndarray:
+    ok = np.isfinite(days_left)
+    ns = (np.where(ok, days_left, 0.0) * _NS_PER_DAY).astype(np.int64).astype("timedelta64[ns]")
+    return np.where(ok, as_of + ns, np.datetime64("NaT", "ns"))
 
 
 def _urgent(days_left: np.ndarray, window: float) -> np.ndarray:
@@ -67,63 +147,84 @@ def _priority(net: np.ndarray, minutes: np.ndarray, urgent: np.ndarray, cfg: dic
     return np.where(urgent & (base > 0), base * float(cfg["urgency"]["boost"]), base)
 
 
-def rank(model, accounts: pd.DataFrame, denials: pd.DataFrame | None, cfg: dict, model_version: str,
-         run_id: str, reasons_rows: int | None = None, capacity_minutes: float | None = None) -> Ranked:
+def _action_minutes_cost(action: np.ndarray, cfg: dict) -> tuple[np.ndarray, np.ndarray]:
+    minutes = np.zeros(len(action))
+    fixed = np.zeros(len(action))
+    for name, spec in cfg["actions"].items():
+        m = action == name
+        minutes[m], fixed[m] = float(spec["minutes"]), float(spec["cost"])
+    return minutes, minutes * cfg["cost_per_minute"] + fixed
+
+
+# ----------------------------------------------------------------------------- ranking
+
+
+def rank(model, accounts: Table, denials: Table | None, cfg: dict, model_version: str, run_id: str,
+         reasons_rows: int | None = None, capacity_minutes: float | None = None, frames: bool = True) -> Ranked:
     """Score, prioritise and order one worklist (ranks are per as-of date), with reasons for the
-    first `reasons_rows` rows (all rows when None)."""
-    scored = score_rows(model, accounts, denials, cfg)
-    return finalize(model, accounts, scored, cfg, model_version, run_id, reasons_rows, capacity_minutes)
+    first `reasons_rows` rows (all rows when None). `frames=False` returns `Columns`, not DataFrames."""
+    scored = score_rows(model, accounts, denials, cfg, frames=False)
+    return finalize(model, accounts, scored, cfg, model_version, run_id, reasons_rows, capacity_minutes, frames)
 
 
-def score_rows(model, accounts: pd.DataFrame, denials: pd.DataFrame | None, cfg: dict) -> Ranked:
+def score_rows(model, accounts: Table, denials: Table | None, cfg: dict, frames: bool = True) -> Ranked:
     """Row-wise part of the ranking (scores, actions, priorities): chunks can be scored apart."""
-    acc = accounts.reset_index(drop=True)
-    scores = model.score_accounts(acc)
-    den = denials.reset_index(drop=True) if denials is not None else pd.DataFrame()
-    if len(den):
+    den = denials if denials is not None and n_rows(denials) else None
+    den_scored = None
+    if den is not None:
         dscores = model.score_denials(den)
-        den = den.assign(p_overturn=dscores["p_overturn"].to_numpy(),
-                         expected_recovery=dscores["expected_recovery"].to_numpy())
-    return Ranked(_score_accounts(acc, scores, den, cfg), _score_denials(den, cfg))
+        den_scored = _score_denials(den, column(dscores, "p_overturn"), column(dscores, "expected_recovery"), cfg)
+    scores = model.score_accounts(accounts)
+    acc = _score_accounts(accounts, column(scores, "p_payment"), column(scores, "expected_recovery"), den_scored,
+                          cfg)
+    if not frames:
+        return Ranked(acc, den_scored if den_scored is not None else {})
+    den_df = (pd.DataFrame({c: v for c, v in den_scored.items() if not c.startswith("_")}) if den_scored is not None
+              else pd.DataFrame(columns=_SCORED_DENIAL_COLUMNS))
+    return Ranked(pd.DataFrame(acc), den_df)
 
 
-def finalize(model, accounts: pd.DataFrame, scored: Ranked, cfg: dict, model_version: str, run_id: str,
-             reasons_rows: int | None = None, capacity_minutes: float | None = None) -> Ranked:
+def finalize(model, accounts: Table, scored: Ranked, cfg: dict, model_version: str, run_id: str,
+             reasons_rows: int | None = None, capacity_minutes: float | None = None, frames: bool = True) -> Ranked:
     """Order the scored rows (capacity, exploration), add reasons and the run's columns."""
     seed, share = int(cfg["exploration_seed"]), float(cfg["exploration_share"])
-    acc = _order(scored.accounts, "account_id", capacity_minutes, seed, share)
-    acc["priority"] = acc["priority"].replace(-np.inf, np.nan)
-    n_reasons = len(acc) if reasons_rows is None else min(int(reasons_rows), len(acc))
-    acc["reasons"] = _reasons(model, accounts.reset_index(drop=True), acc, n_reasons, int(cfg["reasons"]["top_n"]))
-    den = _order(scored.denials, "claim_id", None, seed) if len(scored.denials) else scored.denials
-    for df in (acc, den):
-        df["model_version"], df["run_id"] = model_version, run_id
-    if not len(den):
-        den = pd.DataFrame(columns=DENIAL_COLUMNS)
-    return Ranked(acc[WORKLIST_COLUMNS], den[DENIAL_COLUMNS])
+    acc = _order(to_columns(scored.accounts), "account_id", capacity_minutes, seed, share)
+    acc["priority"] = np.where(np.isneginf(acc["priority"]), np.nan, acc["priority"])
+    n = n_rows(acc)
+    n_reasons = n if reasons_rows is None else min(int(reasons_rows), n)
+    acc["reasons"] = _reasons(model, accounts, acc, n_reasons, int(cfg["reasons"]["top_n"]))
+    den = to_columns(scored.denials)
+    den = _order(den, "claim_id", None, seed) if n_rows(den) else {}
+    if not frames:
+        for t in (acc, den):
+            if t:
+                size = n_rows(t)
+                t["model_version"], t["run_id"] = np.full(size, model_version, object), np.full(size, run_id, object)
+        return Ranked({c: acc[c] for c in WORKLIST_COLUMNS},
+                      {c: den[c] for c in DENIAL_COLUMNS} if den else {c: np.zeros(0, object) for c in DENIAL_COLUMNS})
+    acc_df = pd.DataFrame({c: acc[c] for c in WORKLIST_COLUMNS if c not in ("model_version", "run_id")})
+    den_df = pd.DataFrame({c: den[c] for c in DENIAL_COLUMNS if c in den}) if den else None
+    for df in (acc_df, den_df):
+        if df is not None:
+            df["model_version"], df["run_id"] = model_version, run_id
+    if den_df is None:
+        den_df = pd.DataFrame(columns=DENIAL_COLUMNS)
+    return Ranked(acc_df[WORKLIST_COLUMNS], den_df[DENIAL_COLUMNS])
 
 
-def _best_denial_per_account(den: pd.DataFrame, cfg: dict) -> pd.DataFrame:
-    if not len(den):  # typed like the non-empty case, so the merge below sees matching key dtypes
-        return pd.DataFrame({"account_id": pd.Series(dtype=object), "as_of": pd.Series(dtype="datetime64[ns]"),
-                             "d_value": pd.Series(dtype=float), "d_action": pd.Series(dtype=object),
-                             "d_minutes": pd.Series(dtype=float), "d_days_left": pd.Series(dtype=float)})
-    action = np.where(den["carc_group"].isin(cfg["correct_and_resubmit_groups"]), "correct_and_resubmit", "appeal")
-    minutes = np.array([cfg["actions"][a]["minutes"] for a in action], dtype=float)
-    cost = minutes * cfg["cost_per_minute"] + np.array([cfg["actions"][a]["cost"] for a in action], dtype=float)
-    per_min = (den["expected_recovery"].to_numpy() - cost) / np.maximum(minutes, 1)
-    best = den.assign(d_value=den["expected_recovery"].to_numpy(), d_action=action, d_minutes=minutes,
-                      d_per_min=per_min, d_days_left=_num(den, "appeal_deadline_days_left", np.nan))
-    best = best.sort_values(["account_id", "as_of", "d_per_min", "claim_id"], ascending=[True, True, False, True])
-    return best.drop_duplicates(["account_id", "as_of"])[
-        ["account_id", "as_of", "d_value", "d_action", "d_minutes", "d_days_left"]]
+def _best_denial_rows(den: Columns) -> np.ndarray:
+    """The best open denial (value per minute, ties by claim id) of each (account, as-of): its rows."""
+    per_min = (den["expected_recovery"] - den["_cost"]) / np.maximum(den["action_minutes"], 1)
+    acct = pd.factorize(den["account_id"].astype(object))[0]
+    order = np.lexsort((_id_order(den["claim_id"]), -per_min, _day_numbers(den["as_of"]), acct))
+    first = np.r_[True, (acct[order][1:] != acct[order][:-1]) | (den["as_of"][order][1:] != den["as_of"][order][:-1])]
+    return order[first]
 
 
-def _score_accounts(acc: pd.DataFrame, scores: pd.DataFrame, den: pd.DataFrame, cfg: dict) -> pd.DataFrame:
+def _score_accounts(acc: Table, p: np.ndarray, er: np.ndarray, den: Columns | None, cfg: dict) -> Columns:
     rules = cfg["rules"]
-    n = len(acc)
-    p = scores["p_payment"].to_numpy()
-    er = scores["expected_recovery"].to_numpy()
+    n = n_rows(acc)
+    p, er = np.asarray(p, dtype=np.float64), np.asarray(er, dtype=np.float64)
     bal_pat, bal_ins, balance = _num(acc, "balance_patient"), _num(acc, "balance_insurance"), _num(acc, "balance")
     pending = _num(acc, "pending_adjudication") > 0
     since_stmt = _num(acc, "days_since_first_statement", np.nan)
@@ -132,6 +233,7 @@ def _score_accounts(acc: pd.DataFrame, scores: pd.DataFrame, den: pd.DataFrame, 
     bankrupt, fa, plan = (_num(acc, c) > 0 for c in ("in_bankruptcy", "fa_pending", "plan_in_good_standing"))
     tf_left = _num(acc, "timely_filing_days_left", np.nan)
     ap_left = _num(acc, "appeal_deadline_days_left", np.nan)
+    ids, as_of = column(acc, "account_id").astype(object), _dates(acc, "as_of")
 
     # the account's own next action (no denial work)
     action = np.full(n, "call", dtype=object)
@@ -153,61 +255,87 @@ def _score_accounts(acc: pd.DataFrame, scores: pd.DataFrame, den: pd.DataFrame, 
     action[held] = "hold"
     hold_reason[(action == "hold") & ~held] = f"{int(rules['max_call_attempts_7d'])} call attempts in 7 days"
 
-    minutes = np.array([cfg["actions"][a]["minutes"] for a in action], dtype=float)
-    cost = minutes * cfg["cost_per_minute"] + np.array([cfg["actions"][a]["cost"] for a in action], dtype=float)
-    value = np.where(np.isin(action, ["write_off", "hold", "send_to_agency"]), 0.0, er)
+    minutes, cost = _action_minutes_cost(action, cfg)
+    value = np.where((action == "write_off") | (action == "hold") | (action == "send_to_agency"), 0.0, er)
     net = value - cost
     urgent = _urgent(tf_left, cfg["urgency"]["window_days"]) & pending
     prio = _priority(net, minutes, urgent, cfg)
 
     # an open denial whose expected value per minute beats the account's other action takes over
-    best = _best_denial_per_account(den, cfg)
-    keys = acc[["account_id", "as_of"]].astype({"account_id": object, "as_of": "datetime64[ns]"})
-    keyed = keys.merge(best.astype({"account_id": object, "as_of": "datetime64[ns]"}), on=["account_id", "as_of"],
-                       how="left")
-    d_val = keyed["d_value"].to_numpy(dtype=float)
-    has_d = np.isfinite(d_val) & ~held
-    d_min = np.where(has_d, keyed["d_minutes"].to_numpy(dtype=float), 1.0)
-    d_act = keyed["d_action"].to_numpy(dtype=object)
-    d_cost = d_min * cfg["cost_per_minute"] + np.array(
-        [cfg["actions"][a]["cost"] if isinstance(a, str) else 0.0 for a in d_act])
-    d_net = np.where(has_d, d_val - d_cost, -np.inf)
-    d_urgent = _urgent(keyed["d_days_left"].to_numpy(dtype=float), cfg["urgency"]["window_days"])
-    d_prio = np.where(has_d, _priority(d_net, d_min, d_urgent, cfg), -np.inf)
-    take = has_d & (d_prio > prio)
-    action = np.where(take, d_act, action)
-    minutes = np.where(take, d_min, minutes)
-    net = np.where(take, d_net, net)
-    prio = np.where(take, d_prio, prio)
+    if den is not None and n_rows(den):
+        best = _best_denial_rows(den)
+        hit = _match(ids, as_of, den["account_id"][best], den["as_of"][best])
+        row = np.where(hit >= 0, best[np.maximum(hit, 0)], 0)
+        has_d = (hit >= 0) & ~held
+        d_val = np.where(has_d, den["expected_recovery"][row], np.nan)
+        d_min = np.where(has_d, den["action_minutes"][row], 1.0)
+        d_act = np.where(has_d, den["next_action"][row], None)
+        d_net = np.where(has_d, d_val - den["_cost"][row], -np.inf)
+        d_urgent = _urgent(np.where(has_d, den["_days_left"][row], np.nan), cfg["urgency"]["window_days"])
+        d_prio = np.where(has_d, _priority(d_net, d_min, d_urgent, cfg), -np.inf)
+        take_d = has_d & (d_prio > prio)
+        action = np.where(take_d, d_act, action)
+        minutes = np.where(take_d, d_min, minutes)
+        net = np.where(take_d, d_net, net)
+        prio = np.where(take_d, d_prio, prio)
     prio = np.where(held, -np.inf, prio)  # held accounts are listed last, never worked
 
-    out = pd.DataFrame({
-        "account_id": acc["account_id"].to_numpy(), "as_of": pd.to_datetime(acc["as_of"]).to_numpy(),
-        "priority": prio, "p_payment": p, "expected_recovery": er, "expected_net": net,
-        "next_action": action, "action_minutes": minutes, "hold_reason": hold_reason,
-        "appeal_deadline": _deadline(acc["as_of"], ap_left), "timely_filing_deadline": _deadline(acc["as_of"], tf_left),
-        "balance": balance,
-    })
-    u = exploration_draw(out["account_id"], out["as_of"], int(cfg["exploration_seed"]))
-    out["is_exploration"] = (u < float(cfg["exploration_share"])) & ~held
-    return out
+    explore = (exploration_draw(ids, as_of, int(cfg["exploration_seed"])) < float(cfg["exploration_share"])) & ~held
+    return {
+        "account_id": ids, "as_of": as_of, "priority": prio, "p_payment": p, "expected_recovery": er,
+        "expected_net": net, "next_action": action, "action_minutes": minutes, "hold_reason": hold_reason,
+        "appeal_deadline": _deadline(as_of, ap_left), "timely_filing_deadline": _deadline(as_of, tf_left),
+        "balance": balance, "is_exploration": explore,
+    }
 
 
-def _order(df: pd.DataFrame, key: str, capacity_minutes: float | None, seed: int,
-           explore_share: float = 0.0) -> pd.DataFrame:
+def _score_denials(den: Table, p_overturn: np.ndarray, expected: np.ndarray, cfg: dict) -> Columns:
+    carc_group = column(den, "carc_group").astype(object)
+    fix = np.isin(carc_group, np.asarray(cfg["correct_and_resubmit_groups"], dtype=object))
+    action = np.where(fix, "correct_and_resubmit", "appeal").astype(object)
+    minutes, _ = _action_minutes_cost(action, cfg)
+    cost = minutes * cfg["cost_per_minute"]  # a denial's own priority: collector time only
+    left = _num(den, "appeal_deadline_days_left", np.nan)
+    expected = np.asarray(expected, dtype=np.float64)
+    prio = _priority(expected - cost, minutes, _urgent(left, cfg["urgency"]["window_days"]), cfg)
+    as_of = _dates(den, "as_of")
+    claim_ids = column(den, "claim_id").astype(object)
+    return {
+        "claim_id": claim_ids, "account_id": column(den, "account_id").astype(object), "as_of": as_of,
+        "priority": prio, "p_overturn": np.asarray(p_overturn, dtype=np.float64), "expected_recovery": expected,
+        "next_action": action, "appeal_deadline": _deadline(as_of, left), "carc": column(den, "carc").astype(object),
+        "action_minutes": minutes,
+        "is_exploration": exploration_draw(claim_ids, as_of, int(cfg["exploration_seed"])) < float(
+            cfg["exploration_share"]),
+        # for the takeover of the account's action: the full cost and the deadline
+        "_cost": _action_minutes_cost(action, cfg)[1], "_days_left": left,
+    }
+
+
+def _order(cols: Columns, key: str, capacity_minutes: float | None, seed: int,
+           explore_share: float = 0.0) -> Columns:
     """Rank per as-of date by priority (ties by id). Exploration rows take a random place in the list;
     with a capacity they are kept first, within their share of the minutes, whatever their score
     (that is what makes their outcomes unbiased), and the rest of the minutes go by priority."""
-    parts = []
-    for _, g in df.groupby("as_of", sort=True):
-        g = g.sort_values(["priority", key], ascending=[False, True], kind="stable").reset_index(drop=True)
+    n = n_rows(cols)
+    if n == 0:
+        return {**{c: v for c, v in cols.items() if not c.startswith("_")}, "rank": np.zeros(0, dtype=np.int64)}
+    days = _day_numbers(cols["as_of"])
+    id_rank = _id_order(cols[key])
+    prio = cols["priority"]
+    # by date, then priority (high first; NaN last), then id
+    by_prio = np.lexsort((id_rank, -prio, days))
+    picked, ranks = [], []
+    bounds = np.flatnonzero(np.r_[True, days[by_prio][1:] != days[by_prio][:-1], True])
+    for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
+        g = by_prio[lo:hi]
         sort_key = np.arange(len(g), dtype=float)
-        explore = g["is_exploration"].to_numpy()
+        explore = cols["is_exploration"][g].astype(bool)
         if explore.any():
-            pos = exploration_draw(g[key], g["as_of"], seed, salt="position")
+            pos = exploration_draw(cols[key][g], cols["as_of"][g], seed, salt="position")
             sort_key[explore] = pos[explore] * len(g) - 0.5  # a random place, stable per (id, as_of)
         if capacity_minutes is not None:
-            mins = g["action_minutes"].to_numpy()
+            mins = cols["action_minutes"][g]
             keep = np.zeros(len(g), dtype=bool)
             budget = float(capacity_minutes) * explore_share  # exploration gets its share of the minutes
             for i in np.flatnonzero(explore)[np.argsort(sort_key[explore], kind="stable")]:
@@ -215,36 +343,17 @@ def _order(df: pd.DataFrame, key: str, capacity_minutes: float | None, seed: int
                     keep[i] = True
                     budget -= mins[i]
             budget = float(capacity_minutes) - mins[keep].sum()
-            for i in np.flatnonzero(np.isfinite(g["priority"].to_numpy()) & ~explore):  # greedy by priority
+            for i in np.flatnonzero(np.isfinite(prio[g]) & ~explore):  # greedy by priority
                 if mins[i] <= budget:
                     keep[i] = True
                     budget -= mins[i]
             g, sort_key = g[keep], sort_key[keep]
-        g = g.iloc[np.lexsort((g[key].to_numpy(), sort_key))].reset_index(drop=True)
-        g["rank"] = np.arange(1, len(g) + 1)
-        parts.append(g)
-    return pd.concat(parts, ignore_index=True) if parts else df.assign(rank=pd.Series(dtype="int64"))
-
-
-def _score_denials(den: pd.DataFrame, cfg: dict) -> pd.DataFrame:
-    if not len(den):
-        return pd.DataFrame(columns=[c for c in DENIAL_COLUMNS if c not in ("rank", "model_version", "run_id")]
-                            + ["action_minutes"])
-    action = np.where(den["carc_group"].isin(cfg["correct_and_resubmit_groups"]), "correct_and_resubmit", "appeal")
-    minutes = np.array([cfg["actions"][a]["minutes"] for a in action], dtype=float)
-    cost = minutes * cfg["cost_per_minute"]
-    left = _num(den, "appeal_deadline_days_left", np.nan)
-    prio = _priority(den["expected_recovery"].to_numpy() - cost, minutes, _urgent(left, cfg["urgency"]["window_days"]),
-                     cfg)
-    out = pd.DataFrame({
-        "claim_id": den["claim_id"].to_numpy(), "account_id": den["account_id"].to_numpy(),
-        "as_of": pd.to_datetime(den["as_of"]).to_numpy(), "priority": prio,
-        "p_overturn": den["p_overturn"].to_numpy(), "expected_recovery": den["expected_recovery"].to_numpy(),
-        "next_action": action, "appeal_deadline": _deadline(den["as_of"], left),
-        "carc": den["carc"].to_numpy(), "action_minutes": minutes,
-    })
-    out["is_exploration"] = exploration_draw(out["claim_id"], out["as_of"], int(cfg["exploration_seed"])) < float(
-        cfg["exploration_share"])
+        g = g[np.lexsort((id_rank[g], sort_key))]
+        picked.append(g)
+        ranks.append(np.arange(1, len(g) + 1, dtype=np.int64))
+    rows = np.concatenate(picked)
+    out = {c: v[rows] for c, v in cols.items() if not c.startswith("_")}
+    out["rank"] = np.concatenate(ranks)
     return out
 
 
@@ -254,7 +363,7 @@ def _score_denials(den: pd.DataFrame, cfg: dict) -> pd.DataFrame:
 def _format_value(name: str, value) -> str:
     from features.definitions import carc_descriptions
 
-    if value is None or (isinstance(value, float) and not np.isfinite(value)):
+    if value is None or value is pd.NA or (isinstance(value, float) and not np.isfinite(value)):
         return "unknown"
     if name == "last_denial_carc":
         desc = carc_descriptions().get(str(value), "")
@@ -264,21 +373,25 @@ def _format_value(name: str, value) -> str:
     return str(value)
 
 
-def _reasons(model, acc: pd.DataFrame, ranked: pd.DataFrame, n_rows: int, top_n: int) -> list[list[str]]:
+def _reasons(model, acc: Table, ranked: Columns, n_rows_: int, top_n: int) -> np.ndarray:
     """Top TreeSHAP contributions (LightGBM's own) of the expected-recovery model for the first
-    `n_rows` of the ranked list; other rows get an empty list."""
-    out: list[list[str]] = [[] for _ in range(len(ranked))]
-    if n_rows <= 0 or not len(ranked):
+    `n_rows_` of the ranked list; other rows get an empty list."""
+    n = n_rows(ranked)
+    out = np.empty(n, dtype=object)
+    for i in range(n):
+        out[i] = []
+    if n_rows_ <= 0 or not n:
         return out
-    first = ranked.index[ranked["rank"] <= n_rows] if "rank" in ranked else ranked.index[:n_rows]
-    pos = pd.Series(np.arange(len(acc)), index=pd.MultiIndex.from_arrays(
-        [acc["account_id"].to_numpy(), pd.to_datetime(acc["as_of"]).to_numpy()]))
-    rows = pos.loc[list(zip(ranked.loc[first, "account_id"], ranked.loc[first, "as_of"], strict=True))].to_numpy()
-    sub = acc.iloc[rows]
+    first = np.flatnonzero(ranked["rank"] <= n_rows_)
+    rows = _match(ranked["account_id"][first], ranked["as_of"][first], column(acc, "account_id"),
+                  _dates(acc, "as_of"))
+    if (rows < 0).any():
+        raise ValueError("ranked rows without their feature row: the features and the scores do not match")
+    sub = take(acc, rows)
     contrib = model.account_contributions(sub)[:, :-1]  # last column is the bias
     names = model.account_features_
     order = np.argsort(-np.abs(contrib), axis=1, kind="stable")[:, :top_n]
-    values = sub[names].to_numpy(dtype=object)
+    values: dict[int, np.ndarray] = {}
     for i, r in enumerate(first):
         items = []
         for j in order[i]:
@@ -286,7 +399,9 @@ def _reasons(model, acc: pd.DataFrame, ranked: pd.DataFrame, n_rows: int, top_n:
             if c == 0:
                 continue
             name = names[j]
+            if j not in values:
+                values[j] = column(sub, name).astype(object)
             items.append(f"{'raises' if c > 0 else 'lowers'}: {name.replace('_', ' ')} = "
-                         f"{_format_value(name, values[i, j])}")
+                         f"{_format_value(name, values[j][i])}")
         out[r] = items
     return out

@@ -42,6 +42,7 @@ if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):  # `bentoml serve` sets it; i
 
 import contextvars  # noqa: E402
 import datetime as dt  # noqa: E402
+import gc  # noqa: E402
 import hmac  # noqa: E402
 import json  # noqa: E402
 import logging  # noqa: E402
@@ -59,7 +60,7 @@ import pandas as pd  # noqa: E402
 from starlette.responses import JSONResponse  # noqa: E402
 
 from features.contract import TABLES  # noqa: E402
-from features.data import Dataset  # noqa: E402
+from features.data import ColumnTable, Dataset  # noqa: E402
 from serving.api_models import (  # noqa: E402
     REQUEST_TABLES,
     AccountResult,
@@ -72,6 +73,7 @@ from serving.api_models import (  # noqa: E402
 log = logging.getLogger("recoup.service")
 
 DEFAULT_MAX_ACCOUNTS = 5_000
+INLINE_MAX_ACCOUNTS = 5  # requests this small are scored on the event loop, larger ones on a thread
 DEFAULT_MAX_BODY_BYTES = 50 * 1024 * 1024
 # paths that need no token (GET/HEAD only): health, metrics, the OpenAPI page
 OPEN_PATHS = frozenset({"/livez", "/readyz", "/healthz", "/metrics", "/", "/docs.json", "/schema.json"})
@@ -149,31 +151,27 @@ _EPOCH_ORDINAL = dt.date(1970, 1, 1).toordinal()
 _NAT = np.iinfo(np.int64).min
 
 
-def _column(kind: str, values: list):
-    """One column in the canonical in-memory type of `features.data.coerce_table`."""
-    if kind == "str":  # object dtype, as `coerce_table` leaves ids (pandas would infer Arrow strings)
+def _column(kind: str, values: list) -> np.ndarray:
+    """One column as `features.data.ColumnTable` holds it: text as object, dates as datetime64[ns],
+    money (to the cent) and counts as float64 with NaN for missing."""
+    if kind == "str":
         arr = np.empty(len(values), dtype=object)
         arr[:] = values
-        return pd.Series(arr, dtype=object, copy=False)
+        return arr
     if kind == "date":
         days = np.array([_NAT if v is None else (v.toordinal() - _EPOCH_ORDINAL) * 86_400_000_000_000
                          for v in values], dtype=np.int64)
         return days.view("datetime64[ns]")
-    if kind in ("money", "signed_money", "float"):
-        arr = np.array([np.nan if v is None else v for v in values], dtype=np.float64)
-        return arr if kind == "float" else np.round(arr, 2)
-    mask = np.array([v is None for v in values], dtype=bool)
-    data = np.array([0 if v is None else v for v in values], dtype=np.int64)
-    return pd.arrays.IntegerArray(data, mask)
+    arr = np.array([np.nan if v is None else v for v in values], dtype=np.float64)
+    return np.round(arr, 2) if kind in ("money", "signed_money") else arr
 
 
 _KINDS = {t: [(c, spec.type) for c, spec in TABLES[t].columns.items()] for t in TABLES}
 
 
-def _frame(table: str, rows: list) -> pd.DataFrame:
+def _table(table: str, rows: list) -> ColumnTable:
     dicts = [r.__dict__ for r in rows]
-    data = {c: _column(kind, [d[c] for d in dicts]) for c, kind in _KINDS[table]}
-    return pd.DataFrame(data, copy=False)
+    return ColumnTable({c: _column(kind, [d[c] for d in dicts]) for c, kind in _KINDS[table]})
 
 
 def _check_references(req: ScoreRequest) -> list[tuple[str, str]]:
@@ -240,7 +238,8 @@ def _check_references(req: ScoreRequest) -> list[tuple[str, str]]:
 
 
 def build_dataset(req: ScoreRequest) -> Dataset:
-    """The request's histories as one contract `Dataset` (typed as `coerce_table` types it)."""
+    """The request's histories as one contract `Dataset` of `ColumnTable`s (the values `coerce_table`
+    gives, as NumPy columns): pandas costs more per operation than a one-account request's work."""
     rows: dict[str, list] = {t: [] for t in REQUEST_TABLES}
     payers: dict[str, object] = {}
     for h in req.accounts:
@@ -251,7 +250,7 @@ def build_dataset(req: ScoreRequest) -> Dataset:
             rows[name].extend(getattr(h, name))
     rows["payers"] = list(payers.values())
     as_of = pd.Timestamp(req.as_of)
-    return Dataset({t: _frame(t, r) for t, r in rows.items()}, extract_date=as_of, source="api")
+    return Dataset({t: _table(t, r) for t, r in rows.items()}, extract_date=as_of, source="api")
 
 
 def history_from_dataset(ds: Dataset, account_ids, as_of) -> dict:
@@ -323,7 +322,14 @@ def _f(x) -> float | None:
 
 
 def _d(x) -> dt.date | None:
-    return None if x is None or pd.isna(x) else pd.Timestamp(x).date()
+    if x is None or isinstance(x, dt.date):
+        return x
+    return None if pd.isna(x) else pd.Timestamp(x).date()
+
+
+def _values(column: np.ndarray) -> list:
+    """A NumPy column as Python values (dates as `datetime.date`, NaT as None)."""
+    return column.astype("datetime64[D]").tolist() if column.dtype.kind == "M" else column.tolist()
 
 
 def _s(x) -> str | None:
@@ -331,23 +337,28 @@ def _s(x) -> str | None:
 
 
 def _results(ranked, as_of: dt.date, version: str) -> dict[str, AccountResult]:
+    """The ranked `Columns` (`rank(..., frames=False)`) as one result per scored account, in rank order."""
     acc, den = ranked.accounts, ranked.denials
     denials: dict[str, list[dict]] = {}
-    if len(den):
-        for r in den.itertuples(index=False):
-            denials.setdefault(r.account_id, []).append({
-                "claim_id": r.claim_id, "rank": int(r.rank), "p_overturn": _f(r.p_overturn),
-                "expected_recovery": _f(r.expected_recovery), "next_action": _s(r.next_action),
-                "carc": _s(r.carc), "appeal_deadline": _d(r.appeal_deadline)})
+    if len(den["claim_id"]):
+        cols = [_values(den[c]) for c in ("account_id", "claim_id", "rank", "p_overturn", "expected_recovery",
+                                           "next_action", "carc", "appeal_deadline")]
+        for aid, cid, rk, po, er, act, carc, deadline in zip(*cols, strict=True):
+            denials.setdefault(aid, []).append({
+                "claim_id": cid, "rank": int(rk), "p_overturn": _f(po), "expected_recovery": _f(er),
+                "next_action": _s(act), "carc": _s(carc), "appeal_deadline": _d(deadline)})
+    names = ("account_id", "rank", "priority", "p_payment", "expected_recovery", "expected_net", "next_action",
+             "action_minutes", "hold_reason", "is_exploration", "balance", "reasons", "appeal_deadline",
+             "timely_filing_deadline")
     scored: dict[str, AccountResult] = {}
-    for r in acc.itertuples(index=False):
-        scored[r.account_id] = AccountResult(
-            account_id=r.account_id, status="scored", rank=int(r.rank), priority=_f(r.priority),
-            p_payment=_f(r.p_payment), expected_recovery=_f(r.expected_recovery), expected_net=_f(r.expected_net),
-            next_action=_s(r.next_action), action_minutes=_f(r.action_minutes), hold_reason=_s(r.hold_reason),
-            is_exploration=bool(r.is_exploration), balance=_f(r.balance), reasons=list(r.reasons or []),
-            deadlines={"appeal": _d(r.appeal_deadline), "timely_filing": _d(r.timely_filing_deadline)},
-            denials=denials.get(r.account_id, []), as_of=as_of, model_version=version)
+    for (aid, rk, prio, p, er, net, act, mins, hold, explore, bal, reasons, appeal, tf) in zip(
+            *(_values(acc[c]) for c in names), strict=True):
+        scored[aid] = AccountResult(
+            account_id=aid, status="scored", rank=int(rk), priority=_f(prio), p_payment=_f(p),
+            expected_recovery=_f(er), expected_net=_f(net), next_action=_s(act), action_minutes=_f(mins),
+            hold_reason=_s(hold), is_exploration=bool(explore), balance=_f(bal), reasons=list(reasons or []),
+            deadlines={"appeal": _d(appeal), "timely_filing": _d(tf)}, denials=denials.get(aid, []), as_of=as_of,
+            model_version=version)
     return scored
 
 
@@ -388,11 +399,15 @@ class RecoupService:
         api_token()  # refuse to start without a token unless auth is explicitly off
         self.ranking_cfg = load_ranking_config(os.environ.get("RECOUP_RANKING_CONFIG") or None)
         self._reload_lock = threading.Lock()
+        self._limiter = None  # anyio's, made on the event loop by the first large request
         global _PRELOADED
         preloaded, _PRELOADED = _PRELOADED, None
         self.current: LoadedModel = preloaded or load_model()
         log.info("serving model %s (%s)", self.current.version, self.current.source)
         self._install_sighup()
+        # What is loaded by now (libraries, the model) lives as long as the process: keep it out of
+        # the cyclic GC, whose full passes over it would otherwise add ~0.5 s to a request now and then.
+        gc.freeze()
 
     # -- reload
 
@@ -421,6 +436,7 @@ class RecoupService:
             old = self.current
             new = load_model()
             self.current = new
+            gc.freeze()  # the new model is long-lived too (see __init__)
             return old.version, new.version
 
     def __is_ready__(self) -> bool:
@@ -429,18 +445,18 @@ class RecoupService:
     # -- endpoints
 
     @bentoml.api(route="/score", input_spec=ScoreRequest, output_spec=ScoreResponse)
-    def score(self, **kwargs) -> ScoreResponse:
+    async def score(self, **kwargs) -> ScoreResponse:
         """Score each account of the request at `as_of`: probabilities, expected recovery, priority,
         next action, deadlines, denials and reasons. Results follow the request's order; `rank` is
         the account's place among the request's accounts."""
-        return self._handle("score", ScoreRequest.model_construct(**kwargs), None)
+        return await self._dispatch("score", ScoreRequest.model_construct(**kwargs), None)
 
     @bentoml.api(route="/worklist", input_spec=WorklistRequest, output_spec=ScoreResponse)
-    def worklist(self, **kwargs) -> ScoreResponse:
+    async def worklist(self, **kwargs) -> ScoreResponse:
         """Rank the request's accounts (work first = rank 1), cut to `capacity_minutes` when given;
         accounts that are not open, or over capacity, follow with their status."""
         req = WorklistRequest.model_construct(**kwargs)
-        return self._handle("worklist", req, req.capacity_minutes)
+        return await self._dispatch("worklist", req, req.capacity_minutes)
 
     @bentoml.api(route="/admin/reload", output_spec=ReloadResponse)
     async def admin_reload(self) -> ReloadResponse:
@@ -457,6 +473,18 @@ class RecoupService:
         return ReloadResponse(old_version=old, new_version=new, changed=old != new)
 
     # -- the work
+
+    async def _dispatch(self, endpoint: str, req: ScoreRequest, capacity: float | None):
+        """A small request (a work-queue system asking about one account) is scored on the event
+        loop: it takes a few milliseconds, less than the hop to a worker thread and back. A larger
+        one goes to the scoring threads (RECOUP_THREADS), so health checks keep answering meanwhile."""
+        if len(req.accounts) <= INLINE_MAX_ACCOUNTS:
+            return self._handle(endpoint, req, capacity)
+        import anyio
+
+        if self._limiter is None:
+            self._limiter = anyio.CapacityLimiter(max(1, _env_int("RECOUP_THREADS", 1)))
+        return await anyio.to_thread.run_sync(self._handle, endpoint, req, capacity, limiter=self._limiter)
 
     def _handle(self, endpoint: str, req: ScoreRequest, capacity: float | None):
         state = self.current  # one reference for the whole request: one model version answers it
@@ -487,20 +515,20 @@ class RecoupService:
 
     def _score(self, state: LoadedModel, ds: Dataset, req: ScoreRequest, capacity, by_rank: bool, rid: str,
                timer: _Timer) -> ScoreResponse:
-        from features.snapshot import account_features, denial_features
+        from features.snapshot import snapshot_features
         from serving.ranking import rank
 
         model = state.model
         as_of = pd.Timestamp(req.as_of)
-        acc = account_features(ds, as_of, stats=model.stats_, with_labels=False)
-        timer.mark("account_features_ms")
-        den = denial_features(ds, as_of, stats=model.stats_, with_labels=False) if len(acc) else None
-        timer.mark("denial_features_ms")
+        # the batch's functions on NumPy columns (frames=False): the same numbers, without pandas'
+        # cost per operation, which would be most of a one-account request
+        acc, den = snapshot_features(ds, as_of, stats=model.stats_, with_labels=False, frames=False)
+        timer.mark("features_ms")
         ranked = rank(model, acc, den, self.ranking_cfg, state.version, rid, reasons_rows=None,
-                      capacity_minutes=capacity)
+                      capacity_minutes=capacity, frames=False)
         timer.mark("rank_ms")
         scored = _results(ranked, req.as_of, state.version)
-        open_ids = set(acc["account_id"]) if len(acc) else set()
+        open_ids = set(acc["account_id"].tolist())
         ids = [h.account.account_id for h in req.accounts]
 
         def other(aid: str) -> AccountResult:

@@ -111,21 +111,36 @@ def test_encoder_matches_a_plain_categorical_encoding(env):
         np.testing.assert_array_equal(enc.transform(df), expected)
 
 
-def test_request_frames_are_typed_like_coerce_table(env, open_ids):
-    from features.data import coerce_table
+def test_request_tables_hold_the_values_coerce_table_gives(env, open_ids):
+    """The API's NumPy tables hold what the batch's reader gives (`coerce_table`), in the
+    ColumnTable types: text as object, dates as datetime64[ns], numbers as float64 with NaN."""
+    from features.data import ColumnTable, coerce_table
     from serving.api_models import ScoreRequest
     from serving.service import build_dataset
 
     body = _body(env, open_ids[:3])
     ds = build_dataset(ScoreRequest.model_validate(body))
-    for name, df in ds.tables.items():
+    assert sum(len(t) for t in ds.tables.values()) > 10
+    for name, table in ds.tables.items():
+        assert isinstance(table, ColumnTable)
         rows = [h["account"] for h in body["accounts"]] if name == "accounts" else [
             r for h in body["accounts"] for r in h[name]]
         if name == "payers":
             rows = list({r["payer_id"]: r for r in rows}.values())
-        ref, problems = coerce_table(name, pd.DataFrame(rows, columns=list(df.columns)))
+        ref, problems = coerce_table(name, pd.DataFrame(rows, columns=list(table.columns)))
         assert not problems
-        pd.testing.assert_frame_equal(df, ref, check_dtype=True)
+        for col, values in table.columns.items():
+            expected = ref[col]
+            if expected.dtype.kind == "M":
+                assert values.dtype == np.dtype("datetime64[ns]"), (name, col)
+                np.testing.assert_array_equal(values, expected.to_numpy(dtype="datetime64[ns]"))
+            elif expected.dtype.kind in "fiu":
+                assert values.dtype == np.float64, (name, col)
+                np.testing.assert_array_equal(values, expected.to_numpy(dtype=np.float64, na_value=np.nan))
+            else:
+                assert values.dtype == object, (name, col)
+                assert [None if pd.isna(v) else v for v in values] == [
+                    None if pd.isna(v) else v for v in expected.to_numpy(dtype=object)], (name, col)
 
 
 # ----------------------------------------------------------------------------- endpoints
