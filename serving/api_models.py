@@ -3,17 +3,22 @@
 Every row model is generated from `features.contract.TABLES` (never written by hand): enums become
 `Literal`s, money and counts that the contract says are non-negative get `ge=0`, floats must be
 finite, dates are `datetime.date` (ISO `YYYY-MM-DD`), nullable columns may be null or left out,
-optional columns take their contract default, unknown keys are ignored (as the contract says).
-Validation errors never echo the submitted values (`hide_input_in_errors`): they can be PHI.
+optional columns may be left out (the service applies their contract default), unknown keys are
+ignored (as the contract says). Validation errors never echo the submitted values
+(`hide_input_in_errors`): they can be PHI.
+
+Rows are validated into `TypedDict`s, not model instances: a 1,000-account worklist carries some
+50,000 rows, and pydantic validates them into dicts in half the time it takes to build objects.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import functools
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, NotRequired
 
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import BaseModel, ConfigDict, Field, with_config
+from typing_extensions import TypedDict
 
 from features.contract import TABLES, Col
 
@@ -23,28 +28,27 @@ HISTORY_TABLES = (
 )
 REQUEST_TABLES = ("accounts", *HISTORY_TABLES)
 
-_ROW_CONFIG = ConfigDict(extra="ignore", hide_input_in_errors=True, allow_inf_nan=False, frozen=False)
+_ROW_CONFIG = ConfigDict(extra="ignore", hide_input_in_errors=True, allow_inf_nan=False)
 _STRICT_CONFIG = ConfigDict(extra="ignore", hide_input_in_errors=True, allow_inf_nan=False)
 
 _PY_TYPE = {"str": str, "date": dt.date, "money": float, "signed_money": float, "int": int, "float": float}
 
 
-def _field(col: str, c: Col) -> tuple[Any, Any]:
+def _field(col: str, c: Col) -> Any:
     typ: Any = Literal[c.enum] if c.enum is not None else _PY_TYPE[c.type]
     kw: dict[str, Any] = {}
     if c.non_negative:
         kw["ge"] = 0
-    if c.doc:
-        kw["description"] = c.doc
+    doc = c.doc
+    if not c.required and c.default is not None:
+        doc = f"{doc} (default {c.default!r} when left out)".strip()
+    if doc:
+        kw["description"] = doc
     if c.nullable:
         typ = typ | None
-    if not c.required:
-        default = c.default
-    elif c.nullable:
-        default = None  # a nullable column may be left out of a JSON row
-    else:
-        default = ...  # required: a missing key is an error that names it
-    return typ, Field(default, **kw)
+    typ = Annotated[typ, Field(**kw)] if kw else typ
+    # a required, non-null column is a key every row must carry: a missing key is an error naming it
+    return typ if c.required and not c.nullable else NotRequired[typ]
 
 
 def _class_name(table: str) -> str:
@@ -52,12 +56,17 @@ def _class_name(table: str) -> str:
 
 
 @functools.cache
-def row_model(table: str) -> type[BaseModel]:
-    """The pydantic model of one row of a contract table."""
+def row_model(table: str) -> type:
+    """The pydantic-validated `TypedDict` of one row of a contract table."""
     spec = TABLES[table]
-    fields = {col: _field(col, c) for col, c in spec.columns.items()}
-    model = create_model(_class_name(table), __config__=_ROW_CONFIG, __doc__=spec.doc or None, **fields)
-    return model
+    model = TypedDict(_class_name(table), {col: _field(col, c) for col, c in spec.columns.items()})
+    model.__doc__ = spec.doc or None
+    return with_config(_ROW_CONFIG)(model)
+
+
+def row_defaults(table: str) -> dict[str, Any]:
+    """The value of each column when a request row leaves it out (None for nullable columns)."""
+    return {col: c.default for col, c in TABLES[table].columns.items() if not c.required or c.nullable}
 
 
 PayersRow = row_model("payers")
@@ -71,20 +80,19 @@ AppealsRow = row_model("appeals")
 ActivitiesRow = row_model("activities")
 
 
-class AccountHistory(BaseModel):
+@with_config(_STRICT_CONFIG)
+class AccountHistory(TypedDict):
     """One account and its whole history, each object a row of the contract table of that name."""
 
-    model_config = _STRICT_CONFIG
-
     account: AccountsRow  # type: ignore[valid-type]
-    payers: list[PayersRow] = Field(default_factory=list)  # type: ignore[valid-type]
-    claims: list[ClaimsRow] = Field(default_factory=list)  # type: ignore[valid-type]
-    claim_lines: list[ClaimLinesRow] = Field(default_factory=list)  # type: ignore[valid-type]
-    remittances: list[RemittancesRow] = Field(default_factory=list)  # type: ignore[valid-type]
-    adjustments: list[AdjustmentsRow] = Field(default_factory=list)  # type: ignore[valid-type]
-    transactions: list[TransactionsRow] = Field(default_factory=list)  # type: ignore[valid-type]
-    appeals: list[AppealsRow] = Field(default_factory=list)  # type: ignore[valid-type]
-    activities: list[ActivitiesRow] = Field(default_factory=list)  # type: ignore[valid-type]
+    payers: NotRequired[list[PayersRow]]  # type: ignore[valid-type]
+    claims: NotRequired[list[ClaimsRow]]  # type: ignore[valid-type]
+    claim_lines: NotRequired[list[ClaimLinesRow]]  # type: ignore[valid-type]
+    remittances: NotRequired[list[RemittancesRow]]  # type: ignore[valid-type]
+    adjustments: NotRequired[list[AdjustmentsRow]]  # type: ignore[valid-type]
+    transactions: NotRequired[list[TransactionsRow]]  # type: ignore[valid-type]
+    appeals: NotRequired[list[AppealsRow]]  # type: ignore[valid-type]
+    activities: NotRequired[list[ActivitiesRow]]  # type: ignore[valid-type]
 
 
 class ScoreRequest(BaseModel):

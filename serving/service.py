@@ -68,6 +68,7 @@ from serving.api_models import (  # noqa: E402
     ScoreRequest,
     ScoreResponse,
     WorklistRequest,
+    row_defaults,
 )
 
 log = logging.getLogger("recoup.service")
@@ -169,69 +170,96 @@ def _column(kind: str, values: list) -> np.ndarray:
 _KINDS = {t: [(c, spec.type) for c, spec in TABLES[t].columns.items()] for t in TABLES}
 
 
-def _table(table: str, rows: list) -> ColumnTable:
-    dicts = [r.__dict__ for r in rows]
-    return ColumnTable({c: _column(kind, [d[c] for d in dicts]) for c, kind in _KINDS[table]})
+def _table(table: str, rows: list[dict]) -> ColumnTable:
+    """One table from its request rows; a column a row leaves out takes its contract default."""
+    defaults = row_defaults(table)
+    cols = {}
+    for c, kind in _KINDS[table]:
+        if c in defaults:
+            default = defaults[c]
+            cols[c] = _column(kind, [d.get(c, default) for d in rows])
+        else:
+            cols[c] = _column(kind, [d[c] for d in rows])
+    return ColumnTable(cols)
+
+
+def _path(i: int, name: str | None = None, j: int | None = None, col: str | None = None) -> str:
+    """The JSON path of a request field: accounts[i].name[j].col (or accounts[i].account.col)."""
+    out = f"accounts[{i}]"
+    if name is not None:
+        out += f".{name}" + (f"[{j}]" if j is not None else "")
+    return out + (f".{col}" if col is not None else "")
+
+
+_UNIQUE_TABLES = ("accounts", "claims", "claim_lines", "remittances", "transactions", "appeals", "activities")
 
 
 def _check_references(req: ScoreRequest) -> list[tuple[str, str]]:
     """References inside each history and unique keys across the request (the contract's rules,
-    named by JSON path); payers shared by several accounts must agree."""
+    named by JSON path); payers shared by several accounts must agree. Locations are kept as
+    tuples and turned into paths only for a problem: a worklist has ~50,000 rows to check."""
     problems: list[tuple[str, str]] = []
-    seen: dict[str, dict] = {t: {} for t in ("accounts", "claims", "claim_lines", "remittances", "transactions",
-                                             "appeals", "activities")}
-    payers: dict[str, object] = {}
+    seen: dict[str, dict] = {t: {} for t in _UNIQUE_TABLES}
+    payers: dict[str, dict] = {}
+    payer_defaults = row_defaults("payers")
 
-    def unique(table: str, key, path: str) -> None:
-        first = seen[table].setdefault(key, path)
-        if first != path:
-            problems.append((path, f"duplicate {'/'.join(TABLES[table].key)} (first at {first})"))
+    def unique(table: str, key, loc: tuple) -> None:
+        first = seen[table].setdefault(key, loc)
+        if first is not loc:
+            problems.append((_path(*loc), f"duplicate {'/'.join(TABLES[table].key)} (first at {_path(*first)})"))
 
     for i, h in enumerate(req.accounts):
-        base = f"accounts[{i}]"
-        acct = h.account.account_id
-        unique("accounts", acct, f"{base}.account.account_id")
+        account = h["account"]
+        acct = account["account_id"]
+        unique("accounts", acct, (i, "account", None, "account_id"))
         payer_ids = set()
-        for j, p in enumerate(h.payers):
-            payer_ids.add(p.payer_id)
-            prev = payers.setdefault(p.payer_id, p)
-            if prev is not p and prev.__dict__ != p.__dict__:
-                problems.append((f"{base}.payers[{j}]", "payer_id given twice with different values"))
+        for j, p in enumerate(h.get("payers", ())):
+            payer_ids.add(p["payer_id"])
+            prev = payers.setdefault(p["payer_id"], p)
+            if prev is not p and prev != p and {**payer_defaults, **prev} != {**payer_defaults, **p}:
+                problems.append((_path(i, "payers", j), "payer_id given twice with different values"))
 
-        def payer_ref(pid, path, payer_ids=payer_ids, base=base):
+        def payer_ref(pid, loc: tuple, payer_ids=payer_ids, i=i) -> None:
             if pid is not None and pid not in payer_ids:
-                problems.append((path, f"references a payer that is not in {base}.payers"))
+                problems.append((_path(*loc), f"references a payer that is not in {_path(i, 'payers')}"))
 
-        payer_ref(h.account.primary_payer_id, f"{base}.account.primary_payer_id")
-        claim_ids = {c.claim_id for c in h.claims}
-        for j, c in enumerate(h.claims):
-            p = f"{base}.claims[{j}]"
-            unique("claims", c.claim_id, f"{p}.claim_id")
-            if c.account_id != acct:
-                problems.append((f"{p}.account_id", f"is not the account's account_id ({base}.account.account_id)"))
-            payer_ref(c.payer_id, f"{p}.payer_id")
-            if c.original_claim_id is not None and c.original_claim_id not in claim_ids:
-                problems.append((f"{p}.original_claim_id", f"references a claim that is not in {base}.claims"))
+        def mismatch(loc: tuple, i=i) -> None:
+            own = _path(i, "account", None, "account_id")
+            problems.append((_path(*loc), f"is not the account's account_id ({own})"))
+
+        payer_ref(account.get("primary_payer_id"), (i, "account", None, "primary_payer_id"))
+        claims = h.get("claims", ())
+        claim_ids = {c["claim_id"] for c in claims}
+        for j, c in enumerate(claims):
+            unique("claims", c["claim_id"], (i, "claims", j, "claim_id"))
+            if c["account_id"] != acct:
+                mismatch((i, "claims", j, "account_id"))
+            payer_ref(c.get("payer_id"), (i, "claims", j, "payer_id"))
+            original = c.get("original_claim_id")
+            if original is not None and original not in claim_ids:
+                problems.append((_path(i, "claims", j, "original_claim_id"),
+                                 f"references a claim that is not in {_path(i, 'claims')}"))
         for name in ("claim_lines", "remittances", "appeals"):
-            for j, r in enumerate(getattr(h, name)):
-                p = f"{base}.{name}[{j}]"
-                if r.claim_id not in claim_ids:
-                    problems.append((f"{p}.claim_id", f"references a claim that is not in {base}.claims"))
-                key = (r.claim_id, r.line_number) if name == "claim_lines" else getattr(r, TABLES[name].key[0])
-                unique(name, key, f"{p}.{TABLES[name].key[-1]}")
-        remit_ids = {r.remit_id for r in h.remittances}
-        for j, a in enumerate(h.adjustments):
-            if a.remit_id not in remit_ids:
-                problems.append((f"{base}.adjustments[{j}].remit_id",
-                                 f"references a remittance that is not in {base}.remittances"))
+            key_col = TABLES[name].key[-1]
+            for j, r in enumerate(h.get(name, ())):
+                if r["claim_id"] not in claim_ids:
+                    problems.append((_path(i, name, j, "claim_id"),
+                                     f"references a claim that is not in {_path(i, 'claims')}"))
+                key = (r["claim_id"], r["line_number"]) if name == "claim_lines" else r[key_col]
+                unique(name, key, (i, name, j, key_col))
+        remit_ids = {r["remit_id"] for r in h.get("remittances", ())}
+        for j, a in enumerate(h.get("adjustments", ())):
+            if a["remit_id"] not in remit_ids:
+                problems.append((_path(i, "adjustments", j, "remit_id"),
+                                 f"references a remittance that is not in {_path(i, 'remittances')}"))
         for name in ("transactions", "activities"):
-            for j, r in enumerate(getattr(h, name)):
-                p = f"{base}.{name}[{j}]"
-                if r.account_id != acct:
-                    problems.append((f"{p}.account_id", f"is not the account's account_id ({base}.account.account_id)"))
-                unique(name, getattr(r, TABLES[name].key[0]), f"{p}.{TABLES[name].key[0]}")
+            key_col = TABLES[name].key[0]
+            for j, r in enumerate(h.get(name, ())):
+                if r["account_id"] != acct:
+                    mismatch((i, name, j, "account_id"))
+                unique(name, r[key_col], (i, name, j, key_col))
                 if name == "transactions":
-                    payer_ref(r.payer_id, f"{p}.payer_id")
+                    payer_ref(r.get("payer_id"), (i, name, j, "payer_id"))
         if len(problems) >= 50:
             break
     return problems
@@ -241,13 +269,13 @@ def build_dataset(req: ScoreRequest) -> Dataset:
     """The request's histories as one contract `Dataset` of `ColumnTable`s (the values `coerce_table`
     gives, as NumPy columns): pandas costs more per operation than a one-account request's work."""
     rows: dict[str, list] = {t: [] for t in REQUEST_TABLES}
-    payers: dict[str, object] = {}
+    payers: dict[str, dict] = {}
     for h in req.accounts:
-        rows["accounts"].append(h.account)
-        for p in h.payers:
-            payers.setdefault(p.payer_id, p)
+        rows["accounts"].append(h["account"])
+        for p in h.get("payers", ()):
+            payers.setdefault(p["payer_id"], p)
         for name in REQUEST_TABLES[2:]:
-            rows[name].extend(getattr(h, name))
+            rows[name].extend(h.get(name, ()))
     rows["payers"] = list(payers.values())
     as_of = pd.Timestamp(req.as_of)
     return Dataset({t: _table(t, r) for t, r in rows.items()}, extract_date=as_of, source="api")
@@ -529,7 +557,7 @@ class RecoupService:
         timer.mark("rank_ms")
         scored = _results(ranked, req.as_of, state.version)
         open_ids = set(acc["account_id"].tolist())
-        ids = [h.account.account_id for h in req.accounts]
+        ids = [h["account"]["account_id"] for h in req.accounts]
 
         def other(aid: str) -> AccountResult:
             status = "over_capacity" if aid in open_ids else "not_open"
