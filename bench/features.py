@@ -285,7 +285,7 @@ def _one_account_ms(ds, as_of: str, stats, repeats: int = 200) -> dict[str, floa
     """The API's path: one account's whole history, with the model's stored stats table."""
     import numpy as np
 
-    from features.data import Dataset
+    from features.data import ColumnTable, Dataset
     from features.snapshot import account_features, snapshot_features
 
     acc = ds["accounts"]
@@ -308,10 +308,14 @@ def _one_account_ms(ds, as_of: str, stats, repeats: int = 200) -> dict[str, floa
         extract_date=ds.extract_date,
     )
     one = Dataset({k: v.reset_index(drop=True) for k, v in one.tables.items()}, extract_date=ds.extract_date)
+    # the API's own form: NumPy tables in, NumPy columns out (serving.service.build_dataset)
+    one_np = Dataset({k: ColumnTable.from_frame(v) for k, v in one.tables.items()}, extract_date=ds.extract_date)
     out = {}
     calls = {
         "account_features": lambda: account_features(one, as_of, stats=stats, with_labels=False),
         "snapshot_features": lambda: snapshot_features(one, as_of, stats=stats, with_labels=False),
+        "snapshot_features_api_path": lambda: snapshot_features(one_np, as_of, stats=stats, with_labels=False,
+                                                                frames=False),
     }
     for name, call in calls.items():
         for _ in range(10):

@@ -184,6 +184,7 @@ def main() -> None:
     data, uri = _prepare(args)
 
     import httpx
+    import psutil
 
     from features.data import read_dataset
     from features.snapshot import account_features
@@ -215,13 +216,13 @@ def main() -> None:
     ts = []
     for _ in range(2000):
         t0 = time.perf_counter()
-        booster.predict(X)
+        booster.predict(X, num_threads=1)  # one thread, as the service predicts a few rows
         ts.append(time.perf_counter() - t0)
     ts_df = []
     frame = pd.DataFrame(X)
     for _ in range(300):
         t0 = time.perf_counter()
-        booster.predict(frame)
+        booster.predict(frame, num_threads=1)
         ts_df.append(time.perf_counter() - t0)
     result["anchor_lightgbm_predict_one_row"] = {
         "numpy_p50_us": round(float(np.percentile(ts, 50)) * 1e6, 1),
@@ -245,8 +246,15 @@ def main() -> None:
         base = f"http://127.0.0.1:{port}"
         # the floor of this harness: the same load on BentoML's own /livez (no work, no body)
         result["harness_floor_livez"] = asyncio.run(_open_loop(f"{base}/livez", 50, min(args.seconds, 10), None))
-        result["recoup_serve_score"] = [
-            asyncio.run(_open_loop(f"{base}/score", r, args.seconds, one, headers)) for r in rates]
+        server = psutil.Process(proc.pid)
+        result["recoup_serve_score"] = []
+        for r in rates:
+            cpu0 = sum(server.cpu_times()[:2])
+            row = asyncio.run(_open_loop(f"{base}/score", r, args.seconds, one, headers))
+            # the server's own CPU (user + system) per request: what bounds the rate one worker can take
+            cpu_s = sum(server.cpu_times()[:2]) - cpu0
+            row["server_cpu_ms_per_request"] = round(cpu_s * 1000 / (row["requests"] + 5), 2)  # + 5 warm-ups
+            result["recoup_serve_score"].append(row)
         times = []
         with httpx.Client(timeout=300) as c:
             for _ in range(4):

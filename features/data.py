@@ -54,6 +54,21 @@ class ColumnTable:
     def to_frame(self) -> pd.DataFrame:
         return pd.DataFrame(self.columns)
 
+    @classmethod
+    def from_frame(cls, df: pd.DataFrame) -> ColumnTable:
+        """A typed contract frame (as `coerce_table` leaves it) in ColumnTable's types."""
+        cols = {}
+        for c in df.columns:
+            s = df[c]
+            if s.dtype.kind == "M":
+                cols[c] = s.to_numpy(dtype="datetime64[ns]")
+            elif s.dtype.kind in "fiub":
+                cols[c] = s.to_numpy(dtype=np.float64, na_value=np.nan)
+            else:
+                cols[c] = np.array([None if v is None or v is pd.NA or (isinstance(v, float) and np.isnan(v))
+                                    else v for v in s.to_numpy(dtype=object)], dtype=object)
+        return cls(cols)
+
 
 @dataclass
 class Dataset:

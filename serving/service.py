@@ -30,38 +30,29 @@ Logs carry request ids, timings and counts, never an account or patient id or an
 
 from __future__ import annotations
 
+import contextvars
+import datetime as dt
+import gc
+import hmac
+import json
+import logging
 import os
+import re
+import signal
+import threading
+import time
+import traceback
+import uuid
+from dataclasses import dataclass
 
-# One OpenMP thread per scoring thread: a one-row LightGBM predict that fans out over busy cores
-# costs more than it saves. Must be set before LightGBM's OpenMP runtime starts.
-os.environ.setdefault("OMP_NUM_THREADS", "1")
-if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):  # `bentoml serve` sets it; in-process serving and tests
-    import tempfile
+import bentoml
+import numpy as np
+import pandas as pd
+from starlette.responses import JSONResponse
 
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="recoup-prometheus-")
-
-import contextvars  # noqa: E402
-import datetime as dt  # noqa: E402
-import gc  # noqa: E402
-import hmac  # noqa: E402
-import json  # noqa: E402
-import logging  # noqa: E402
-import re  # noqa: E402
-import signal  # noqa: E402
-import threading  # noqa: E402
-import time  # noqa: E402
-import traceback  # noqa: E402
-import uuid  # noqa: E402
-from dataclasses import dataclass  # noqa: E402
-
-import bentoml  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from starlette.responses import JSONResponse  # noqa: E402
-
-from features.contract import TABLES  # noqa: E402
-from features.data import ColumnTable, Dataset  # noqa: E402
-from serving.api_models import (  # noqa: E402
+from features.contract import TABLES
+from features.data import ColumnTable, Dataset
+from serving.api_models import (
     REQUEST_TABLES,
     AccountResult,
     ReloadResponse,
@@ -746,6 +737,16 @@ class _ErrorRewriter:
 RecoupService.add_asgi_middleware(RecoupMiddleware)
 
 
+def prepare_process() -> None:
+    """What this process needs before BentoML builds the service's app: a folder for Prometheus'
+    multiprocess metrics (`bentoml serve` makes its own; `recoup serve` and in-process apps need
+    one). BentoML imports prometheus_client when it builds the app, and it reads the folder then."""
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        import tempfile
+
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="recoup-prometheus-")
+
+
 def run_server(host: str = "127.0.0.1", port: int = 3000) -> None:
     """`recoup serve`: the service's ASGI app in this process (one worker, uvicorn), so that SIGHUP
     sent to this process reloads the model. The Bento (`bentoml build`, `bentoml serve`) runs the
@@ -759,6 +760,7 @@ def run_server(host: str = "127.0.0.1", port: int = 3000) -> None:
     server_context.service_name = server_context.bento_name = "recoup"
     server_context.service_type = "entry_service"
     server_context.bento_version = _PRELOADED.version
+    prepare_process()
     app = RecoupService.to_asgi(is_main=True)
     config = uvicorn.Config(app, host=host, port=port, log_config=None, server_header=False, lifespan="on",
                             timeout_keep_alive=30, access_log=False)

@@ -62,8 +62,9 @@ def env(tmp_path_factory):
 def client(env):
     from starlette.testclient import TestClient
 
-    from serving.service import RecoupService
+    from serving.service import RecoupService, prepare_process
 
+    prepare_process()
     with TestClient(RecoupService.to_asgi(), raise_server_exceptions=False) as c:
         yield c
 
