@@ -18,7 +18,8 @@ Configuration (environment):
   RECOUP_RANKING_CONFIG   ranking YAML (default serving/ranking.yaml)
   RECOUP_MAX_ACCOUNTS     accounts per request (default 5000); more gets 413
   RECOUP_MAX_BODY_BYTES   request body bytes (default 50 MB); more gets 413
-  RECOUP_THREADS          scoring threads per worker (default 1)
+  RECOUP_THREADS          scoring threads per worker for requests of more than INLINE_MAX_ACCOUNTS
+                          accounts (default 1); smaller requests are scored on the event loop
 
 The model is loaded from the MLflow registry at start-up (not baked into the Bento): moving the
 alias is picked up by `POST /admin/reload` or SIGHUP without a restart. The loaded model is one
