@@ -161,6 +161,35 @@ def test_two_runs_agree_with_a_real_model():
                                               "send_to_agency", "write_off", "hold"}
 
 
+@pytest.mark.slow
+def test_numpy_columns_rank_as_the_dataframes_do():
+    """The API's form (features and worklist as dicts of NumPy arrays) and the batch's (DataFrames)
+    go through the same functions and give the same worklist, value for value."""
+    from features.snapshot import snapshot_features
+    from tests.modelfixtures import small_model
+
+    model, _, ds, _ = small_model()
+    cfg_ = load_ranking_config(overrides={"exploration_share": 0.1})
+    for capacity in (None, 600.0):
+        acc, den = snapshot_features(ds, "2025-05-01", stats=model.stats_, with_labels=False)
+        frames = rank(model, acc, den, cfg_, "m/1", "r1", reasons_rows=40, capacity_minutes=capacity)
+        cols_acc, cols_den = snapshot_features(ds, "2025-05-01", stats=model.stats_, with_labels=False, frames=False)
+        cols = rank(model, cols_acc, cols_den, cfg_, "m/1", "r1", reasons_rows=40, capacity_minutes=capacity,
+                    frames=False)
+        assert len(frames.accounts) > 50 and len(frames.denials) > 5
+        for got, want in ((cols.accounts, frames.accounts), (cols.denials, frames.denials)):
+            assert list(got) == list(want.columns)
+            for c in want.columns:
+                w = want[c].to_numpy()
+                g = got[c]
+                assert len(g) == len(w), c
+                if w.dtype.kind in "fM":
+                    np.testing.assert_array_equal(g.astype(w.dtype), w, err_msg=c)
+                else:
+                    assert [None if v is None or (isinstance(v, float) and np.isnan(v)) else v for v in g.tolist()] == [
+                        None if v is None or (isinstance(v, float) and np.isnan(v)) else v for v in w.tolist()], c
+
+
 def test_no_open_accounts_and_no_denials_give_empty_lists():
     empty = accounts(0)
     out = rank(FixedScores([], []), empty, None, cfg(), "m/1", "r")
