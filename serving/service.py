@@ -407,7 +407,6 @@ def _error(status: int, message: str, problems: list[tuple[str, str]] | None = N
 @bentoml.service(
     name="recoup",
     workers=1,
-    threads=_env_int("RECOUP_THREADS", 1),
     traffic={"timeout": 120},
     # our middleware logs every request once (request id, status, milliseconds): BentoML's access
     # log would be a second line per request, and its cost is on every request's path
