@@ -89,8 +89,8 @@ def _ledger_rows(ds, account_id: str) -> int:
 async def _open_loop(url: str, rate: float, seconds: float, body: bytes | None, headers: dict | None = None) -> dict:
     """Send rate × seconds requests at fixed times (POST `body`, or GET when None); latency counts
     from the scheduled send time, so a slow answer never hides the queue behind it. aiohttp, not
-    httpx: on 2 shared cores httpx's client spends ~3 ms more CPU per request than the server's
-    /livez does, and that would be charged to the service."""
+    httpx: on 2 shared cores httpx's async client added ~3.5 ms to every latency (BentoML's empty
+    /livez at 50/s: p50 7.0 ms with httpx, 3.6 ms with aiohttp), which would be charged to the service."""
     import aiohttp
 
     n = int(rate * seconds)
