@@ -179,8 +179,7 @@ def score_rows(model, accounts: Table, denials: Table | None, cfg: dict, frames:
                           cfg)
     if not frames:
         return Ranked(acc, den_scored if den_scored is not None else {})
-    den_df = (pd.DataFrame({c: v for c, v in den_scored.items() if not c.startswith("_")}) if den_scored is not None
-              else pd.DataFrame(columns=_SCORED_DENIAL_COLUMNS))
+    den_df = pd.DataFrame(den_scored) if den_scored is not None else pd.DataFrame(columns=_SCORED_DENIAL_COLUMNS)
     return Ranked(pd.DataFrame(acc), den_df)
 
 
@@ -212,9 +211,9 @@ def finalize(model, accounts: Table, scored: Ranked, cfg: dict, model_version: s
     return Ranked(acc_df[WORKLIST_COLUMNS], den_df[DENIAL_COLUMNS])
 
 
-def _best_denial_rows(den: Columns) -> np.ndarray:
+def _best_denial_rows(den: Columns, cost: np.ndarray) -> np.ndarray:
     """The best open denial (value per minute, ties by claim id) of each (account, as-of): its rows."""
-    per_min = (den["expected_recovery"] - den["_cost"]) / np.maximum(den["action_minutes"], 1)
+    per_min = (den["expected_recovery"] - cost) / np.maximum(den["action_minutes"], 1)
     acct = pd.factorize(den["account_id"].astype(object))[0]
     order = np.lexsort((_id_order(den["claim_id"]), -per_min, _day_numbers(den["as_of"]), acct))
     first = np.r_[True, (acct[order][1:] != acct[order][:-1]) | (den["as_of"][order][1:] != den["as_of"][order][:-1])]
@@ -263,15 +262,17 @@ def _score_accounts(acc: Table, p: np.ndarray, er: np.ndarray, den: Columns | No
 
     # an open denial whose expected value per minute beats the account's other action takes over
     if den is not None and n_rows(den):
-        best = _best_denial_rows(den)
+        _, d_cost = _action_minutes_cost(den["next_action"], cfg)  # the work's full cost, as the account's
+        d_left = (den["appeal_deadline"] - den["as_of"]) / np.timedelta64(1, "D")  # NaT -> NaN
+        best = _best_denial_rows(den, d_cost)
         hit = _match(ids, as_of, den["account_id"][best], den["as_of"][best])
         row = np.where(hit >= 0, best[np.maximum(hit, 0)], 0)
         has_d = (hit >= 0) & ~held
         d_val = np.where(has_d, den["expected_recovery"][row], np.nan)
         d_min = np.where(has_d, den["action_minutes"][row], 1.0)
         d_act = np.where(has_d, den["next_action"][row], None)
-        d_net = np.where(has_d, d_val - den["_cost"][row], -np.inf)
-        d_urgent = _urgent(np.where(has_d, den["_days_left"][row], np.nan), cfg["urgency"]["window_days"])
+        d_net = np.where(has_d, d_val - d_cost[row], -np.inf)
+        d_urgent = _urgent(np.where(has_d, d_left[row], np.nan), cfg["urgency"]["window_days"])
         d_prio = np.where(has_d, _priority(d_net, d_min, d_urgent, cfg), -np.inf)
         take_d = has_d & (d_prio > prio)
         action = np.where(take_d, d_act, action)
@@ -307,8 +308,6 @@ def _score_denials(den: Table, p_overturn: np.ndarray, expected: np.ndarray, cfg
         "action_minutes": minutes,
         "is_exploration": exploration_draw(claim_ids, as_of, int(cfg["exploration_seed"])) < float(
             cfg["exploration_share"]),
-        # for the takeover of the account's action: the full cost and the deadline
-        "_cost": _action_minutes_cost(action, cfg)[1], "_days_left": left,
     }
 
 
@@ -319,7 +318,7 @@ def _order(cols: Columns, key: str, capacity_minutes: float | None, seed: int,
     (that is what makes their outcomes unbiased), and the rest of the minutes go by priority."""
     n = n_rows(cols)
     if n == 0:
-        return {**{c: v for c, v in cols.items() if not c.startswith("_")}, "rank": np.zeros(0, dtype=np.int64)}
+        return {**cols, "rank": np.zeros(0, dtype=np.int64)}
     days = _day_numbers(cols["as_of"])
     id_rank = _id_order(cols[key])
     prio = cols["priority"]
@@ -352,7 +351,7 @@ def _order(cols: Columns, key: str, capacity_minutes: float | None, seed: int,
         picked.append(g)
         ranks.append(np.arange(1, len(g) + 1, dtype=np.int64))
     rows = np.concatenate(picked)
-    out = {c: v[rows] for c, v in cols.items() if not c.startswith("_")}
+    out = {c: v[rows] for c, v in cols.items()}
     out["rank"] = np.concatenate(ranks)
     return out
 
