@@ -27,6 +27,19 @@ log = logging.getLogger(__name__)
 MAX_IDS = 5
 
 
+def float_column(values) -> np.ndarray:
+    """A column (a pandas Series, or a NumPy array of a ColumnTable or of feature columns) as float64,
+    missing values and non-numbers as NaN."""
+    if isinstance(values, pd.Series):
+        if values.dtype.kind in "fiub":
+            return values.to_numpy(dtype=np.float64, na_value=np.nan)
+        return pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+    values = np.asarray(values)
+    if values.dtype.kind in "fiub":
+        return values.astype(np.float64)
+    return pd.to_numeric(pd.Series(values, dtype=object), errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+
+
 class ColumnTable:
     """A contract table as NumPy columns: ids and text as object arrays, dates as datetime64[ns],
     money and counts as float64 (NaN for missing). It offers what the feature code reads of a

@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from features.data import float_column
+
 DEFAULT_RANKING_PATH = Path(__file__).with_name("ranking.yaml")
 ACTIONS = ("appeal", "correct_and_resubmit", "call", "bill_patient", "send_to_agency", "write_off", "hold")
 
@@ -81,14 +83,7 @@ def _num(t: Table, col: str, default: float = 0.0) -> np.ndarray:
     """A numeric column as float64, missing (or non-numeric) values as `default`."""
     if col not in t:
         return np.full(n_rows(t), default)
-    v = t[col]
-    if isinstance(v, pd.Series):
-        v = (v.to_numpy(dtype=np.float64, na_value=np.nan) if v.dtype.kind in "fiub"
-             else pd.to_numeric(v, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan))
-    else:
-        v = np.asarray(v)
-        v = v.astype(np.float64) if v.dtype.kind in "fiub" else pd.to_numeric(
-            pd.Series(v, dtype=object), errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+    v = float_column(t[col])
     return np.where(np.isnan(v), default, v)
 
 

@@ -19,6 +19,7 @@ import pandas as pd
 from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 
+from features.data import float_column
 from features.definitions import account_feature_names, categorical_features, denial_feature_names
 
 log = logging.getLogger(__name__)
@@ -88,7 +89,7 @@ class FeatureEncoder:
         X = np.empty((n, len(self.columns)), dtype=np.float64)
         nan = np.nan
         todo = list(enumerate(self.columns))
-        if frame:  # the numeric columns in one pandas call when they all are numbers (the batch's case)
+        if frame:  # a DataFrame's numeric columns in one pandas call (the batch's case)
             kinds = dict(zip(df.columns, df.dtypes, strict=True))
             numeric = [(j, c) for j, c in todo if c not in codes_by_col and kinds[c].kind in "fiub"]
             if numeric:
@@ -101,12 +102,8 @@ class FeatureEncoder:
             if codes is not None:
                 seq = values.to_numpy(dtype=object) if frame else np.asarray(values, dtype=object)
                 X[:, j] = [codes.get(v, nan) if isinstance(v, str) else nan for v in seq.tolist()]
-            elif frame:
-                X[:, j] = pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64, na_value=nan)
             else:
-                values = np.asarray(values)
-                X[:, j] = values if values.dtype.kind in "fiub" else pd.to_numeric(
-                    pd.Series(values, dtype=object), errors="coerce").to_numpy(dtype=np.float64, na_value=nan)
+                X[:, j] = float_column(values)
         return X
 
 
@@ -121,15 +118,6 @@ def _threads(X: np.ndarray) -> int:
     saves, and the API's one-account requests are many and small), every core for many rows (a
     worklist's TreeSHAP reasons: 1.6x faster on 2 cores)."""
     return 1 if len(X) < 32 else (os.cpu_count() or 1)
-
-
-def _floats(values) -> np.ndarray:
-    """A column (Series or NumPy) as float64, non-numbers as NaN."""
-    if isinstance(values, pd.Series):
-        return pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
-    values = np.asarray(values)
-    return values.astype(np.float64) if values.dtype.kind in "fiub" else pd.to_numeric(
-        pd.Series(values, dtype=object), errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
 
 
 def _code_tables(vocab: dict[str, list[str]]) -> dict[str, dict[str, float]]:
@@ -233,8 +221,8 @@ class RecoupModel:
         DataFrame for a DataFrame, a dict of NumPy columns for a dict of columns)."""
         X = self.denial_encoder_.transform(features)
         p = self.overturn_calibrator_(self._raw_overturn(X)) if len(X) else np.zeros(0)
-        ratio = np.nan_to_num(_floats(features["payer_paid_to_billed"]))
-        expected_paid = np.nan_to_num(_floats(features["billed"])) * ratio
+        ratio = np.nan_to_num(float_column(features["payer_paid_to_billed"]))
+        expected_paid = np.nan_to_num(float_column(features["billed"])) * ratio
         out = {"p_overturn": p, "expected_recovery": p * expected_paid}
         return pd.DataFrame(out, index=features.index) if isinstance(features, pd.DataFrame) else out
 
