@@ -676,15 +676,29 @@ class _ParsedStats:
     fam: dict[str, np.ndarray]
 
 
-_PARSED: dict[int, tuple[pd.DataFrame, _ParsedStats]] = {}
+_BY_IDENTITY: dict[tuple[int, str], tuple[pd.DataFrame, object]] = {}
+
+
+def _by_identity(stats: pd.DataFrame, compute):
+    """`compute(stats)`, cached by the table's identity: serving passes the same stats table with
+    every request, so what is derived from it is paid once per model, not per call."""
+    key = (id(stats), compute.__name__)
+    hit = _BY_IDENTITY.get(key)
+    if hit is not None and hit[0] is stats:
+        return hit[1]
+    value = compute(stats)
+    if len(_BY_IDENTITY) > 16:
+        _BY_IDENTITY.clear()
+    _BY_IDENTITY[key] = (stats, value)
+    return value
 
 
 def _parse_stats(stats: pd.DataFrame) -> _ParsedStats:
-    """A single-date stats table as dicts, cached by identity: serving passes the same table with
-    every request, so the parsing cost is paid once per model, not per call."""
-    hit = _PARSED.get(id(stats))
-    if hit is not None and hit[0] is stats:
-        return hit[1]
+    """A single-date stats table as dicts (cached by identity)."""
+    return _by_identity(stats, _parse)
+
+
+def _parse(stats: pd.DataFrame) -> _ParsedStats:
     level = stats["level"].to_numpy(dtype=object)
     glob = stats[level == "global"]
     gvals = {c: float(glob[c].iloc[0]) if len(glob) else np.nan for c in _RATE_COLS}
@@ -708,30 +722,15 @@ def _parse_stats(stats: pd.DataFrame) -> _ParsedStats:
         found = fidx >= 0
         v[found] = fs[c].to_numpy(np.float64)[fidx[found]]
         fam[c] = v
-    parsed = _ParsedStats(gvals, payer, pg_over, fam)
-    if len(_PARSED) > 8:
-        _PARSED.clear()
-    _PARSED[id(stats)] = (stats, parsed)
-    return parsed
+    return _ParsedStats(gvals, payer, pg_over, fam)
 
 
-_ONE_DATE: dict[int, tuple[pd.DataFrame, bool]] = {}
-
-
-def _one_date(stats: pd.DataFrame) -> bool:
-    """Whether the stats table holds one date (cached by identity, as `_parse_stats`)."""
-    hit = _ONE_DATE.get(id(stats))
-    if hit is not None and hit[0] is stats:
-        return hit[1]
-    one = not ("as_of" in stats and len(stats) and not (stats["as_of"].iloc[0] == stats["as_of"]).all())
-    if len(_ONE_DATE) > 8:
-        _ONE_DATE.clear()
-    _ONE_DATE[id(stats)] = (stats, one)
-    return one
+def _holds_one_date(stats: pd.DataFrame) -> bool:
+    return not ("as_of" in stats and len(stats) and not (stats["as_of"].iloc[0] == stats["as_of"]).all())
 
 
 def _lookup(stats: pd.DataFrame, p: _Prep, t: pd.Timestamp) -> _Lookup:
-    if not _one_date(stats):
+    if not _by_identity(stats, _holds_one_date):
         # a table of several dates: the latest one on or before T (else the earliest)
         dates = pd.to_datetime(stats["as_of"])
         prior = dates[dates <= t]
