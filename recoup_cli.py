@@ -51,8 +51,7 @@ def _fail(message: str, code: int = 1) -> None:
 @app.command()
 def validate(data: DataArg, extract_date: ExtractDate = None) -> None:
     """Check a dataset against the data contract; exit 1 and name every broken rule if it fails."""
-    from features.contract import ContractError
-    from features.data import read_dataset
+    from features.contract import ContractError, read_dataset
 
     try:
         ds = read_dataset(data, extract_date=extract_date)
@@ -114,8 +113,7 @@ def features(
     ] = 120,
 ) -> None:
     """Point-in-time features (and labels where the data has the future): one row per open account."""
-    from features.contract import ContractError
-    from features.data import read_dataset
+    from features.contract import ContractError, read_dataset
     from features.snapshot import account_features, denial_features
 
     try:
@@ -176,8 +174,7 @@ ConfigOpt = Annotated[Path | None, typer.Option("--config", help="Training confi
 
 
 def _read_or_fail(data: str, extract_date: str | None = None):
-    from features.contract import ContractError
-    from features.data import read_dataset
+    from features.contract import ContractError, read_dataset
 
     try:
         return read_dataset(data, extract_date=extract_date)
@@ -295,7 +292,7 @@ def demo(
     from rich.console import Console
     from rich.table import Table
 
-    from features.data import read_dataset
+    from features.contract import read_dataset
     from features.simulate import simulate_to_folder
     from serving.batch import run_batch
     from serving.ranking import load_ranking_config
@@ -487,8 +484,7 @@ def load(
     extract_date: ExtractDate = None,
 ) -> None:
     """Validate a dataset and load its contract tables into PostgreSQL (typed, keyed, indexed; one transaction)."""
-    from features.contract import ContractError
-    from serving.sql import load_dataset
+    from features.contract import ContractError, load_dataset
 
     _setup_logging()
     try:

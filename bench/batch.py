@@ -72,7 +72,7 @@ def _floor(data: str, as_of: str, model_path: str) -> dict:
     """The bare predict of both models on the prepared (encoded) feature matrix."""
     import pandas as pd
 
-    from features.data import read_dataset
+    from features.contract import read_dataset
     from features.snapshot import account_features, denial_features
 
     with open(model_path, "rb") as f:
@@ -116,7 +116,7 @@ def main() -> None:
         result["simulate_s"] = round(time.perf_counter() - t0, 1)
     model_path = args.model
     if model_path is None:
-        from features.data import read_dataset
+        from features.contract import read_dataset
         from features.simulate import simulate_to_folder
         from training.config import load_config
         from training.train import train_model

@@ -36,7 +36,7 @@ def _synthetic(out: Path, n: int, seed: int, start: str, end: str) -> Path:
     import numpy as np
     import pandas as pd
 
-    from features.data import Dataset, coerce_table, write_dataset
+    from features.contract import Dataset, coerce_table, write_dataset
 
     rng = np.random.default_rng(seed)
     t0, t1 = pd.Timestamp(start), pd.Timestamp(end)
@@ -187,7 +187,8 @@ def _synthetic(out: Path, n: int, seed: int, start: str, end: str) -> Path:
         "activities": act,
     }
     tables = {k: coerce_table(k, v)[0] for k, v in tables.items()}  # the contract's types, empty tables too
-    return write_dataset(Dataset(tables), out)
+    write_dataset(Dataset(tables), out)
+    return out
 
 
 def _dataset(args) -> tuple[Path, str]:
@@ -285,7 +286,7 @@ def _one_account_ms(ds, as_of: str, stats, repeats: int = 200) -> dict[str, floa
     """The API's path: one account's whole history, with the model's stored stats table."""
     import numpy as np
 
-    from features.data import ColumnTable, Dataset
+    from features.contract import ColumnTable, Dataset
     from features.snapshot import account_features, snapshot_features
 
     acc = ds["accounts"]
@@ -346,7 +347,7 @@ def main() -> None:
     import warnings
 
     warnings.filterwarnings("ignore", category=FutureWarning)
-    from features.data import read_dataset
+    from features.contract import read_dataset
     from features.snapshot import account_features, pooled_stats
 
     folder, origin = _dataset(args)

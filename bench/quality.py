@@ -26,7 +26,7 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=None, help="reuse a simulated dataset folder")
     args = ap.parse_args()
 
-    from features.data import read_dataset
+    from features.contract import read_dataset
     from features.simulate import simulate_to_folder
     from training.config import load_config
     from training.train import evaluate_model, train_model

@@ -61,7 +61,7 @@ def _wait(url: str, proc: subprocess.Popen, seconds: float = 120) -> None:
 def _prepare(args) -> tuple[str, str]:
     if args.data and args.tracking_uri:
         return args.data, args.tracking_uri
-    from features.data import read_dataset
+    from features.contract import read_dataset
     from features.simulate import simulate_to_folder
     from training.config import load_config
     from training.tracking import log_training_run
@@ -186,7 +186,7 @@ def main() -> None:
     import httpx
     import psutil
 
-    from features.data import read_dataset
+    from features.contract import read_dataset
     from features.snapshot import account_features
     from serving.service import history_from_dataset
     from training.tracking import load_bundle

@@ -26,7 +26,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=3)
     args = ap.parse_args()
 
-    from features.data import read_dataset
+    from features.contract import read_dataset
     from features.simulate import simulate_to_folder
     from features.snapshot import pooled_stats
     from training.config import load_config

@@ -59,7 +59,7 @@ def data_contract_md() -> str:
     out = [
         "# The data contract",
         "",
-        GENERATED.format(src="`features/contract.py` (`TABLES`)"),
+        GENERATED.format(src="`features/contract/tables.py` (`TABLES`)"),
         "",
         "A dataset is a folder with one Parquet (or CSV) file per table, or the same tables in a SQL database.",
         "Dates are ISO dates, money is US dollars with 2 places, ids are strings. Unknown columns are ignored;",

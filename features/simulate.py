@@ -763,8 +763,8 @@ def simulate_chunks(cfg: SimConfig, workers: int = 1):
 
 def simulate(n_accounts: int = 10_000, seed: int = 0, start: str = "2024-01-01", end: str = "2025-12-31",
              horizon_days: int = 60, chunk_size: int = 50_000, truth: bool = True):
-    """Simulate in memory; returns a `features.data.Dataset` with `_truth/` tables in `extra`."""
-    from features.data import Dataset
+    """Simulate in memory; returns a `features.contract.Dataset` with `_truth/` tables in `extra`."""
+    from features.contract import Dataset
 
     cfg = SimConfig(n_accounts, seed, start, end, horizon_days, chunk_size, truth)
     parts: dict[str, list[pd.DataFrame]] = {}
@@ -791,8 +791,7 @@ def simulate_to_folder(out: str | Path, n_accounts: int = 10_000, seed: int = 0,
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from features.contract import TABLES
-    from features.data import arrow_schema
+    from features.contract import TABLES, arrow_schema
 
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -21,8 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from features.contract import ACTIVITY_TYPES, CLAIM_FREQUENCIES, CLAIM_STATUSES, TXN_TYPES
-from features.data import Dataset, latest_date
+from features.contract import ACTIVITY_TYPES, CLAIM_FREQUENCIES, CLAIM_STATUSES, TXN_TYPES, Dataset, latest_date
 from features.definitions import (
     CARC_GROUP_NAMES,
     PROC_FAMILIES,
@@ -74,7 +73,7 @@ STATS_COLUMNS = [
 # ------------------------------------------------------------------ small array helpers
 
 
-# A table column is a pandas Series (DataFrame tables) or a NumPy array (`features.data.ColumnTable`,
+# A table column is a pandas Series (DataFrame tables) or a NumPy array (`features.contract.ColumnTable`,
 # the API's one-request tables); these helpers turn either into the NumPy arrays the code works on.
 
 

@@ -24,7 +24,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import display
 
-from features.data import read_dataset
+from features.contract import read_dataset
 from features.simulate import simulate_to_folder
 
 warnings.filterwarnings("ignore", category=FutureWarning)

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from features.data import Dataset, read_dataset
+from features.contract import Dataset, read_dataset
 from features.snapshot import account_features, denial_features
 from serving.ranking import Ranked, finalize, load_ranking_config, score_rows
 

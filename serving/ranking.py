@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from features.data import float_column
+from features.contract import float_column
 
 DEFAULT_RANKING_PATH = Path(__file__).with_name("ranking.yaml")
 ACTIONS = ("appeal", "correct_and_resubmit", "call", "bill_patient", "send_to_agency", "write_off", "hold")

@@ -51,8 +51,7 @@ import numpy as np
 import pandas as pd
 from starlette.responses import JSONResponse
 
-from features.contract import TABLES
-from features.data import ColumnTable, Dataset
+from features.contract import TABLES, ColumnTable, Dataset
 from serving.api_models import (
     REQUEST_TABLES,
     AccountResult,
@@ -145,7 +144,7 @@ _NAT = np.iinfo(np.int64).min
 
 
 def _column(kind: str, values: list) -> np.ndarray:
-    """One column as `features.data.ColumnTable` holds it: text as object, dates as datetime64[ns],
+    """One column as `features.contract.ColumnTable` holds it: text as object, dates as datetime64[ns],
     money (to the cent) and counts as float64 with NaN for missing."""
     if kind == "str":
         arr = np.empty(len(values), dtype=object)

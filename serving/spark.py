@@ -8,7 +8,7 @@ How the rows travel:
   through their remittance) and gives it the partition key `part = pmod(xxhash64(account_id), P)`.
 - The tables are unioned into one long frame: `_table` names the table, `{table}__{column}` holds
   its columns (dates travel as days since 1970-01-01). One group holds every row of its accounts.
-- Each group rebuilds a small `features.data.Dataset` (typed by `coerce_table`, exactly as the
+- Each group rebuilds a small `features.contract.Dataset` (typed by `coerce_table`, exactly as the
   readers type it; the payer table is shipped whole with the function), calls `features_and_scores`
   and returns its feature rows, scored account rows and scored denial rows as pickled pandas frames
   (exact dtypes, no schema to keep in step with the feature catalogue).
@@ -33,8 +33,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from features.contract import TABLES
-from features.data import Dataset, coerce_table, is_sql_url, read_dataset
+from features.contract import TABLES, Dataset, coerce_table, is_sql_url, read_dataset
 from serving.batch import _BY_ACCOUNT, _BY_CLAIM, _BY_REMIT, BatchResult, features_and_scores, finish_run
 from serving.ranking import load_ranking_config
 
@@ -123,7 +122,7 @@ def _read_tables(spark, source, ds: Dataset, names: list[str]) -> tuple[dict, st
 def _from_pandas(spark, name: str, df: pd.DataFrame):
     import pyarrow as pa
 
-    from features.data import arrow_schema
+    from features.contract import arrow_schema
 
     schema = arrow_schema(name)
     df = df[[c for c in schema.names if c in df]]

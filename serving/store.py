@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from features.data import is_sql_url, split_sql_target
+from features.contract import is_sql_url, split_sql_target
 
 log = logging.getLogger(__name__)
 

@@ -23,7 +23,7 @@ AS_OF_2 = "2025-05-01"
 class BatchEnv:
     root: Path
     data: Path  # the simulated dataset (Parquet folder)
-    dataset: object  # features.data.Dataset of `data`
+    dataset: object  # features.contract.Dataset of `data`
     model: object  # the fitted RecoupModel (registered as recoup/1)
     tracking_uri: str
     artifact_root: Path
@@ -40,7 +40,7 @@ class BatchEnv:
 
 @functools.cache
 def batch_env() -> BatchEnv:
-    from features.data import read_dataset
+    from features.contract import read_dataset
     from features.simulate import simulate_to_folder
     from training.config import load_config
     from training.tracking import log_training_run

@@ -14,7 +14,7 @@ SMALL_TRAINING = {
 @functools.cache
 def small_model():
     """(model, snapshots, dataset, config) for the small simulated dataset."""
-    from features.data import read_dataset
+    from features.contract import read_dataset
     from tests.simdata import small_dataset_dir
     from training.config import load_config
     from training.train import train_model

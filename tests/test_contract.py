@@ -10,8 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from features.contract import TABLES, ContractError
-from features.data import read_dataset, validate_dataset, write_dataset
+from features.contract import TABLES, ContractError, read_dataset, validate_dataset, write_dataset
 from tests.simdata import small_dataset_dir
 
 

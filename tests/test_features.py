@@ -546,7 +546,7 @@ def test_agrees_with_the_per_account_reference(seed):
 @pytest.mark.slow
 def test_agrees_with_the_reference_on_simulated_data(tmp_path):
     simulate = pytest.importorskip("features.simulate")
-    from features.data import read_dataset
+    from features.contract import read_dataset
 
     simulate.simulate_to_folder(tmp_path / "sim", 150, 3, "2024-01-01", "2024-12-31", truth=False)
     ds = read_dataset(tmp_path / "sim")
@@ -574,7 +574,7 @@ def test_agrees_with_the_reference_on_simulated_data(tmp_path):
 def test_features_command_writes_parquet_and_csv(tmp_path):
     from typer.testing import CliRunner
 
-    from features.data import write_dataset
+    from features.contract import write_dataset
     from recoup_cli import app
 
     ds = random_history(4, 30).build("2024-12-31")
@@ -636,7 +636,7 @@ def test_numpy_tables_and_columns_give_the_dataframe_numbers(monkeypatch, small_
     """The API's form (ColumnTable inputs, dicts of NumPy arrays out) runs the same feature code as
     the batch's DataFrames and gives the same frame, exactly."""
     import features.snapshot as snapshot
-    from features.data import ColumnTable, Dataset
+    from features.contract import ColumnTable, Dataset
     from features.snapshot import snapshot_features
 
     if not small_lookups:

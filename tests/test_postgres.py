@@ -74,7 +74,7 @@ def test_load_types_keys_and_indexes(loaded, benv):  # noqa: F811
     finally:
         engine.dispose()
     # loading again replaces the tables (no duplicates)
-    from serving.sql import load_dataset
+    from features.contract import load_dataset
 
     counts = load_dataset(benv.data, loaded)
     assert counts["transactions"] == len(benv.dataset["transactions"])
@@ -83,7 +83,7 @@ def test_load_types_keys_and_indexes(loaded, benv):  # noqa: F811
 def test_parquet_in_postgres_in_and_postgres_out_agree(loaded, benv, tmp_path):  # noqa: F811
     from typer.testing import CliRunner
 
-    from features.data import read_dataset
+    from features.contract import read_dataset
     from recoup_cli import app
     from serving.batch import run_batch
     from serving.store import read_runs, read_worklist

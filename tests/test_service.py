@@ -39,7 +39,7 @@ def env(tmp_path_factory):
                       RECOUP_API_TOKEN=TOKEN, RECOUP_MODEL_ALIAS="champion")
     for k in ("RECOUP_NO_AUTH", "RECOUP_MODEL_VERSION", "RECOUP_MAX_ACCOUNTS", "RECOUP_MAX_BODY_BYTES"):
         os.environ.pop(k, None)
-    from features.data import read_dataset
+    from features.contract import read_dataset
     from features.simulate import simulate_to_folder
     from training.config import load_config
     from training.tracking import log_training_run
@@ -115,7 +115,7 @@ def test_encoder_matches_a_plain_categorical_encoding(env):
 def test_request_tables_hold_the_values_coerce_table_gives(env, open_ids):
     """The API's NumPy tables hold what the batch's reader gives (`coerce_table`), in the
     ColumnTable types: text as object, dates as datetime64[ns], numbers as float64 with NaN."""
-    from features.data import ColumnTable, coerce_table
+    from features.contract import ColumnTable, coerce_table
     from serving.api_models import ScoreRequest
     from serving.service import build_dataset
 

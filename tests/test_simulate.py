@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.data import read_dataset
+from features.contract import read_dataset
 from features.simulate import simulate_to_folder
 from tests.simdata import SMALL, small_dataset_dir
 

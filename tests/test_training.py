@@ -72,7 +72,7 @@ def fitted():
 def test_timely_filing_denial_scores_below_missing_information(fitted):
     """The same open denials, once with a timely-filing CARC and once with a missing-information CARC,
     built through the feature code (so the pooled rates follow the CARC as they would in real data)."""
-    from features.data import Dataset
+    from features.contract import Dataset
     from features.snapshot import denial_features
 
     model, _, ds, _ = fitted
@@ -113,7 +113,7 @@ def test_larger_balance_never_lowers_expected_recovery(fitted):
 
 
 def test_row_order_changes_nothing(fitted):
-    from features.data import Dataset
+    from features.contract import Dataset
     from features.snapshot import account_features
 
     model, _, ds, _ = fitted

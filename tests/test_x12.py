@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from features.data import read_dataset
+from features.contract import read_dataset
 from features.x12 import ingest, read_interchanges
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"

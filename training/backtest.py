@@ -15,8 +15,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 
-from features.contract import TABLES
-from features.data import Dataset
+from features.contract import TABLES, Dataset
 from features.snapshot import account_features
 from training.drift import WARN_PSI, drift_report
 from training.evaluate import _orderings, captured_by_top, expected_calibration_error

@@ -19,7 +19,7 @@ import pandas as pd
 from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 
-from features.data import float_column
+from features.contract import float_column
 from features.definitions import account_feature_names, categorical_features, denial_feature_names
 
 log = logging.getLogger(__name__)

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from features.data import Dataset
+from features.contract import Dataset
 from features.snapshot import account_features, denial_features, pooled_stats
 
 log = logging.getLogger(__name__)

@@ -72,10 +72,6 @@ class Table:
     unique_key: bool = True
     doc: str = ""
 
-    @property
-    def id_column(self) -> str:
-        return self.key[0]
-
 
 def _money(**kw) -> Col:
     return Col("money", non_negative=True, **kw)
