@@ -78,7 +78,7 @@ def simulate(
     """Simulate a hospital's A/R history in the data contract, with exact ground truth in _truth/."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from features.simulate import simulate_to_folder
+    from features.sources.simulate import simulate_to_folder
 
     _setup_logging()
     with Progress(TextColumn("simulating"), BarColumn(), TextColumn("{task.completed:,}/{task.total:,} accounts"),
@@ -293,7 +293,7 @@ def demo(
     from rich.table import Table
 
     from features.contract import read_dataset
-    from features.simulate import simulate_to_folder
+    from features.sources.simulate import simulate_to_folder
     from serving.batch import run_batch
     from serving.ranking import load_ranking_config
     from training.config import load_config

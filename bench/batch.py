@@ -110,14 +110,14 @@ def main() -> None:
     if args.data:
         data = Path(args.data)
     else:
-        from features.simulate import simulate_to_folder
+        from features.sources.simulate import simulate_to_folder
 
         data = simulate_to_folder(work / "data", args.accounts, 7, "2024-01-01", "2025-12-31", truth=False)
         result["simulate_s"] = round(time.perf_counter() - t0, 1)
     model_path = args.model
     if model_path is None:
         from features.contract import read_dataset
-        from features.simulate import simulate_to_folder
+        from features.sources.simulate import simulate_to_folder
         from training.config import load_config
         from training.train import train_model
 

@@ -198,7 +198,7 @@ def _dataset(args) -> tuple[Path, str]:
     if out.exists():
         return out, "reused"
     try:
-        from features.simulate import simulate_to_folder
+        from features.sources.simulate import simulate_to_folder
     except ImportError:
         return _synthetic(out, args.accounts, args.seed, args.start, args.end), "synthetic"
     simulate_to_folder(out, args.accounts, args.seed, args.start, args.end, truth=False)

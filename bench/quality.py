@@ -27,7 +27,7 @@ def main() -> None:
     args = ap.parse_args()
 
     from features.contract import read_dataset
-    from features.simulate import simulate_to_folder
+    from features.sources.simulate import simulate_to_folder
     from training.config import load_config
     from training.train import evaluate_model, train_model
 

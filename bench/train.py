@@ -27,8 +27,8 @@ def main() -> None:
     args = ap.parse_args()
 
     from features.contract import read_dataset
-    from features.simulate import simulate_to_folder
     from features.snapshot import pooled_stats
+    from features.sources.simulate import simulate_to_folder
     from training.config import load_config
     from training.model import RecoupModel
     from training.train import build_snapshots

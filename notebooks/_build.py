@@ -25,7 +25,7 @@ import pandas as pd
 from IPython.display import display
 
 from features.contract import read_dataset
-from features.simulate import simulate_to_folder
+from features.sources.simulate import simulate_to_folder
 
 warnings.filterwarnings("ignore", category=FutureWarning)
 warnings.filterwarnings("ignore", message=".*eval_set.*")

@@ -41,7 +41,7 @@ class BatchEnv:
 @functools.cache
 def batch_env() -> BatchEnv:
     from features.contract import read_dataset
-    from features.simulate import simulate_to_folder
+    from features.sources.simulate import simulate_to_folder
     from training.config import load_config
     from training.tracking import log_training_run
     from training.train import data_fingerprint, synthetic_input_example, train_model

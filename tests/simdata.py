@@ -11,7 +11,7 @@ SMALL = dict(n_accounts=10000, seed=11, start="2024-01-01", end="2025-06-30")
 
 @functools.cache
 def small_dataset_dir() -> Path:
-    from features.simulate import simulate_to_folder
+    from features.sources.simulate import simulate_to_folder
 
     root = Path(tempfile.mkdtemp(prefix="recoup-sim-"))
     return simulate_to_folder(root / "data", **SMALL)

@@ -545,7 +545,7 @@ def test_agrees_with_the_per_account_reference(seed):
 
 @pytest.mark.slow
 def test_agrees_with_the_reference_on_simulated_data(tmp_path):
-    simulate = pytest.importorskip("features.simulate")
+    simulate = pytest.importorskip("features.sources.simulate")
     from features.contract import read_dataset
 
     simulate.simulate_to_folder(tmp_path / "sim", 150, 3, "2024-01-01", "2024-12-31", truth=False)

@@ -40,7 +40,7 @@ def env(tmp_path_factory):
     for k in ("RECOUP_NO_AUTH", "RECOUP_MODEL_VERSION", "RECOUP_MAX_ACCOUNTS", "RECOUP_MAX_BODY_BYTES"):
         os.environ.pop(k, None)
     from features.contract import read_dataset
-    from features.simulate import simulate_to_folder
+    from features.sources.simulate import simulate_to_folder
     from training.config import load_config
     from training.tracking import log_training_run
     from training.train import data_fingerprint, synthetic_input_example, train_model
