@@ -8,12 +8,16 @@ cross-table rules pandera cannot express (references, nothing dated after the ex
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pandas as pd
-import pandera.pandas as pa
 
 from features.contract.dataset import Dataset
 from features.contract.tables import TABLES, ContractError, Table, Violation
+
+if TYPE_CHECKING:
+    import pandera.pandas as pa
 
 MAX_IDS = 5  # offending row ids named per violation
 
@@ -105,6 +109,8 @@ _PANDERA_DTYPE = {
 
 def pandera_schema(name: str) -> pa.DataFrameSchema:
     """The pandera schema of one contract table (derived from `TABLES`, never written by hand)."""
+    import pandera.pandas as pa  # here, not at import: the declarations stay light for X12 ingestion and docs
+
     spec = TABLES[name]
     columns = {}
     for col, c in spec.columns.items():
@@ -120,6 +126,8 @@ def pandera_schema(name: str) -> pa.DataFrameSchema:
 
 
 def _pandera_violations(name: str, df: pd.DataFrame) -> list[Violation]:
+    import pandera.pandas as pa
+
     try:
         pandera_schema(name).validate(df, lazy=True)
         return []
