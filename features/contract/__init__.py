@@ -34,24 +34,15 @@ from features.contract.tables import (
     Violation,
     columns_of,
 )
-from features.contract.validate import MAX_IDS, coerce_table, pandera_schema, validate_dataset
-from features.contract.write import (
-    SQL_TYPES,
-    DatasetWriter,
-    arrow_schema,
-    index_ddl,
-    load_dataset,
-    table_ddl,
-    write_dataset,
-    write_sql,
-)
+from features.contract.validate import coerce_table, pandera_schema, validate_dataset
+from features.contract.write import DatasetWriter, arrow_schema, load_dataset, write_dataset, write_sql
 
 __all__ = [
     "ACTIVITY_TYPES", "APPEAL_OUTCOMES", "CLAIM_FREQUENCIES", "CLAIM_STATUS_FROM_X12", "CLAIM_STATUSES",
-    "CLAIM_TYPES", "ENCOUNTER_TYPES", "FINANCIAL_CLASSES", "FREQUENCY_FROM_X12", "GROUP_CODES", "MAX_IDS",
-    "REQUIRED_TABLES", "SQL_TYPES", "TABLES", "TXN_TYPES",
+    "CLAIM_TYPES", "ENCOUNTER_TYPES", "FINANCIAL_CLASSES", "FREQUENCY_FROM_X12", "GROUP_CODES",
+    "REQUIRED_TABLES", "TABLES", "TXN_TYPES",
     "Col", "ColumnTable", "ColumnType", "ContractError", "Dataset", "DatasetWriter", "Ref", "Table", "Violation",
-    "arrow_schema", "coerce_table", "columns_of", "float_column", "index_ddl", "is_sql_url", "latest_date",
-    "load_dataset", "pandera_schema", "read_dataset", "read_raw", "split_sql_target", "table_ddl",
+    "arrow_schema", "coerce_table", "columns_of", "float_column", "is_sql_url", "latest_date",
+    "load_dataset", "pandera_schema", "read_dataset", "read_raw", "split_sql_target",
     "validate_dataset", "write_dataset", "write_sql",
 ]
