@@ -12,8 +12,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from features.catalogue import CARC_GROUP_NAMES, carc_descriptions
 from features.data import Dataset
-from features.definitions import CARC_GROUP_NAMES, carc_descriptions
 from features.snapshot import (
     _OFF,
     _PROCESSED,

@@ -21,9 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from features.contract import ACTIVITY_TYPES, CLAIM_FREQUENCIES, CLAIM_STATUSES, TXN_TYPES
-from features.data import Dataset, latest_date
-from features.definitions import (
+from features.catalogue import (
     CARC_GROUP_NAMES,
     PROC_FAMILIES,
     account_feature_names,
@@ -32,6 +30,8 @@ from features.definitions import (
     proc_family,
     routine_carcs,
 )
+from features.contract import ACTIVITY_TYPES, CLAIM_FREQUENCIES, CLAIM_STATUSES, TXN_TYPES
+from features.data import Dataset, latest_date
 
 __all__ = ["account_features", "denial_features", "snapshot_features", "pooled_stats", "STATS_COLUMNS"]
 

@@ -355,7 +355,7 @@ def _order(cols: Columns, key: str, capacity_minutes: float | None, seed: int,
 
 
 def _format_value(name: str, value) -> str:
-    from features.definitions import carc_descriptions
+    from features.catalogue import carc_descriptions
 
     if value is None or value is pd.NA or (isinstance(value, float) and not np.isfinite(value)):
         return "unknown"

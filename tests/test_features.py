@@ -9,13 +9,13 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from features.contract import TABLES
-from features.definitions import (
+from features.catalogue import (
     account_feature_names,
     categorical_features,
     denial_feature_names,
     routine_carcs,
 )
+from features.contract import TABLES
 from features.snapshot import STATS_COLUMNS, account_features, denial_features, pooled_stats
 from tests.builders import Builder, dataset_from_frames, random_history
 

@@ -19,8 +19,8 @@ import pandas as pd
 from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 
+from features.catalogue import account_feature_names, categorical_features, denial_feature_names
 from features.data import float_column
-from features.definitions import account_feature_names, categorical_features, denial_feature_names
 
 log = logging.getLogger(__name__)
 
