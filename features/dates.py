@@ -4,7 +4,7 @@ An as-of date is a midnight `pandas.Timestamp` (`parse_as_of`, `parse_as_of_date
 and the API parse what they are given once and pass that type down; the feature code only normalises it.
 
 A day number is the days since 1970-01-01 plus `DAY_OFFSET`, so that every date pandas can hold
-(1677-2262) is a positive integer below `DAY_KEY`: `code * DAY_KEY + day` is then a composite (id, day)
+(1678-2262) is a positive integer below `DAY_KEY`: `code * DAY_KEY + day` is then a composite (id, day)
 sort key that decodes back (`key // DAY_KEY`, `key % DAY_KEY`). A date that is not known (null) is
 `NEVER`, later than every real day. Day numbers are only compared and subtracted (days between two
 dates), so the offset never shows in a feature.

@@ -185,6 +185,26 @@ def test_training_is_reproducible(fitted):
     np.testing.assert_array_equal(model.score_accounts(test).to_numpy(), again.score_accounts(test).to_numpy())
 
 
+def test_fit_learns_everything_and_older_bundles_still_load(fitted):
+    import pickle
+
+    from features.catalogue import Horizons
+    from training.model import RecoupModel
+
+    model, snaps, _, cfg = fitted
+    assert vars(RecoupModel(cfg)) == {"settings": cfg}  # __init__ only keeps its parameter
+    learned = {k for k in vars(model) if k != "settings"}
+    assert learned and all(k.endswith("_") for k in learned) and "drift_reference_" in learned
+    # a bundle pickled before `horizons_`: the two horizons were separate attributes, the config a dict
+    state = {k: v for k, v in vars(model).items() if k not in ("settings", "horizons_")}
+    old = RecoupModel.__new__(RecoupModel)
+    old.__dict__.update(state, config=cfg.as_dict(), horizon_days_=45, overturn_horizon_days_=90)
+    loaded = pickle.loads(pickle.dumps(old))
+    assert loaded.horizons_ == Horizons(45, 90) and not hasattr(loaded, "horizon_days_")
+    test = snaps.part("test")
+    np.testing.assert_array_equal(loaded.score_accounts(test).to_numpy(), model.score_accounts(test).to_numpy())
+
+
 # ----------------------------------------------------------------------------- MLflow cycle
 
 
