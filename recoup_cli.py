@@ -414,7 +414,6 @@ def score(
     extract_date: ExtractDate = None,
 ) -> None:
     """Score every open account and denial at the as-of date and write the ranked worklist."""
-    from features.contract import ContractError
     from features.dates import parse_as_of
     from serving.ranking import load_ranking_config
     from training.tracking import load_bundle
@@ -445,9 +444,7 @@ def score(
                                    reasons_rows=reasons_rows, extract_date=extract_date, progress=update)
         else:
             _fail(f"unknown engine {engine!r}: use local or spark", 2)
-    except ContractError as err:
-        _fail(str(err))
-    except ValueError as err:
+    except ValueError as err:  # a ContractError (bad data) is one too
         _fail(str(err))
     for w in result.warnings:
         typer.secho(f"drift warning: {w}", fg=typer.colors.YELLOW, err=True)

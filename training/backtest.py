@@ -17,6 +17,7 @@ from sklearn.metrics import roc_auc_score
 
 from features.contract import TABLES
 from features.data import Dataset
+from features.dates import parse_as_of
 from features.snapshot import account_features
 from training.drift import WARN_PSI, drift_report
 from training.evaluate import baseline_orderings, captured_by_top, expected_calibration_error
@@ -33,7 +34,7 @@ def extract_at(ds: Dataset, cutoff) -> Dataset:
     """The dataset as extracted on `cutoff`: rows whose event time (their own, or their parent's)
     is after it are dropped, later-known fields dated after it are cleared, and the extract date is
     `cutoff`. Truth tables are not carried over."""
-    cutoff = pd.Timestamp(cutoff)
+    cutoff = parse_as_of(cutoff)
     kept: dict[str, pd.DataFrame] = {}
     for name, spec in TABLES.items():  # declared parents first
         if name not in ds.tables:
