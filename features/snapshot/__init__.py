@@ -24,7 +24,7 @@ from features.data import Dataset
 from features.dates import parse_as_of_dates
 from features.snapshot.accounts import account_block, account_features
 from features.snapshot.arrays import feature_table
-from features.snapshot.denials import DENIAL_COLUMNS, DENIAL_KEYS, denial_block, denial_features
+from features.snapshot.denials import DENIAL_FEATURE_COLUMNS, DENIAL_KEYS, denial_block, denial_features
 from features.snapshot.history import History
 from features.snapshot.stats import STATS_COLUMNS, pooled_stats, rates_at
 
@@ -58,5 +58,5 @@ def snapshot_features(
         den.append((t, denial_block(p, t, rates, horizons.overturn_horizon_days, with_labels)))
     a = feature_table(acc, ["account_id"], account_feature_names(), list(ACCOUNT_LABELS) if with_labels else [],
                       frames)
-    d = feature_table(den, DENIAL_KEYS, DENIAL_COLUMNS, list(DENIAL_LABELS) if with_labels else [], frames)
+    d = feature_table(den, DENIAL_KEYS, DENIAL_FEATURE_COLUMNS, list(DENIAL_LABELS) if with_labels else [], frames)
     return a, d

@@ -23,7 +23,7 @@ from features.snapshot.history import History
 from features.snapshot.stats import RateLookup, rates_at
 
 DENIAL_KEYS = ["claim_id", "account_id"]
-DENIAL_COLUMNS = ["denial_date", *denial_feature_names()]
+DENIAL_FEATURE_COLUMNS = ["denial_date", *denial_feature_names()]
 
 
 def denial_block(p: History, t: pd.Timestamp, lk: RateLookup, h2: int, with_labels: bool) -> dict[str, np.ndarray]:
@@ -122,4 +122,4 @@ def denial_features(
     blocks = [
         (t, denial_block(p, t, rates_at(p, t, stats, horizons), h2, with_labels)) for t in parse_as_of_dates(as_of)
     ]
-    return feature_table(blocks, DENIAL_KEYS, DENIAL_COLUMNS, list(DENIAL_LABELS) if with_labels else [])
+    return feature_table(blocks, DENIAL_KEYS, DENIAL_FEATURE_COLUMNS, list(DENIAL_LABELS) if with_labels else [])
