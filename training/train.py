@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from features.data import Dataset
-from features.snapshot import account_features, denial_features, pooled_stats
+from features.snapshot import account_features, pooled_stats, snapshot_features
 from training.settings import TrainingSettings
 
 log = logging.getLogger(__name__)
@@ -66,9 +66,8 @@ def build_snapshots(ds: Dataset, settings: TrainingSettings) -> Snapshots:
     train, valid, test = split_dates(dates, settings)
     used = train + valid + test
     t0 = time.perf_counter()
-    acc = account_features(ds, used, horizons=settings.horizons)
+    acc, den = snapshot_features(ds, used, horizons=settings.horizons)  # one preparation, one table per date
     acc = acc[acc["label_paid"].notna()].reset_index(drop=True)
-    den = denial_features(ds, used, horizons=settings.horizons)
     den = den[den["label_overturn"].notna()].reset_index(drop=True)
     # a training denial's label window must also end before validation starts
     h2 = pd.Timedelta(days=settings.overturn_horizon_days)
