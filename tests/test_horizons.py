@@ -7,6 +7,13 @@ features used a literal 120-day horizon and training and serving quietly disagre
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -15,6 +22,7 @@ pytestmark = pytest.mark.slow
 
 H2 = 75  # not the default 120
 TOKEN = "horizons-token"
+ROOT = Path(__file__).resolve().parents[1]
 SMALL = {"payment_model": {"n_estimators": 60}, "amount_model": {"n_estimators": 60},
          "overturn_model": {"n_estimators": 40}, "snapshots": {"max_as_of_dates": 9}, "overturn_horizon_days": H2}
 POOLED = ["payer_denial_rate", "payer_overturn_rate", "payer_group_overturn_rate", "payer_paid_to_billed",
@@ -64,9 +72,49 @@ def test_training_snapshots_read_the_pooled_rates_of_the_configured_horizon(trai
     assert not np.allclose(got["payer_overturn_rate"], other["payer_overturn_rate"])
 
 
-def test_batch_and_api_see_what_training_computes(trained, monkeypatch):
-    from starlette.testclient import TestClient
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
+
+def _score_over_http(uri: str, body: dict, log_path: Path) -> dict:
+    """POST /score to `recoup serve` (a subprocess serving the registry's champion)."""
+    import httpx
+
+    port = _free_port()
+    env = {**os.environ, "RECOUP_API_TOKEN": TOKEN, "RECOUP_MODEL_ALIAS": "champion"}
+    for k in ("PROMETHEUS_MULTIPROC_DIR", "RECOUP_NO_AUTH", "RECOUP_MODEL_VERSION"):
+        env.pop(k, None)
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "recoup_cli", "serve", "--host", "127.0.0.1", "--port",
+                                 str(port), "--tracking-uri", uri], cwd=ROOT, env=env, stdout=log,
+                                stderr=subprocess.STDOUT)
+        base = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.time() + 90
+            while time.time() < deadline:
+                try:
+                    if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                assert proc.poll() is None, log_path.read_text()[-3000:]
+                time.sleep(0.5)
+            else:
+                pytest.fail("recoup serve did not become ready: " + log_path.read_text()[-3000:])
+            res = httpx.post(f"{base}/score", json=body, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=60)
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+    assert res.status_code == 200, res.text
+    return res.json()
+
+
+def test_batch_and_api_see_what_training_computes(trained, monkeypatch):
     from features.snapshot import account_features
     from serving.batch import features_and_scores, run_batch
     from serving.ranking import load_ranking_config
@@ -88,24 +136,14 @@ def test_batch_and_api_see_what_training_computes(trained, monkeypatch):
     np.testing.assert_allclose(worklist["p_payment"], expected["p_payment"], rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(worklist["expected_recovery"], expected["expected_recovery"], rtol=1e-9, atol=1e-9)
 
-    # the HTTP API, serving the registered bundle
+    # the HTTP API, serving the bundle as registered in MLflow
     uri = f"sqlite:///{tmp / 'mlflow.db'}"
-    for k, v in {"MLFLOW_TRACKING_URI": uri, "RECOUP_ARTIFACT_ROOT": str(tmp / "artifacts"),
-                 "RECOUP_API_TOKEN": TOKEN, "RECOUP_MODEL_ALIAS": "champion"}.items():
-        monkeypatch.setenv(k, v)
-    for k in ("RECOUP_NO_AUTH", "RECOUP_MODEL_VERSION"):
-        monkeypatch.delenv(k, raising=False)
+    monkeypatch.setenv("RECOUP_ARTIFACT_ROOT", str(tmp / "artifacts"))
     log_training_run(model, settings, data_fingerprint(ds), [], synthetic_input_example(model), uri)
-    from serving.service import RecoupService, prepare_process
-
-    prepare_process()
     ids = list(expected.index[:: max(1, len(expected) // 25)])
-    with TestClient(RecoupService.to_asgi(), raise_server_exceptions=False) as client:
-        res = client.post("/score", json=history_from_dataset(ds, ids, as_of),
-                          headers={"Authorization": f"Bearer {TOKEN}"})
-    assert res.status_code == 200, res.text
-    answers = {r["account_id"]: r for r in res.json()["results"]}
-    assert sorted(answers) == sorted(ids) and all(r["status"] == "scored" for r in answers.values())
-    np.testing.assert_allclose([answers[a]["p_payment"] for a in ids], expected.loc[ids, "p_payment"], rtol=1e-9)
-    np.testing.assert_allclose([answers[a]["expected_recovery"] for a in ids], expected.loc[ids, "expected_recovery"],
+    answer = _score_over_http(uri, history_from_dataset(ds, ids, as_of), tmp / "serve.log")
+    got = {r["account_id"]: r for r in answer["results"]}
+    assert sorted(got) == sorted(ids) and all(r["status"] == "scored" for r in got.values())
+    np.testing.assert_allclose([got[a]["p_payment"] for a in ids], expected.loc[ids, "p_payment"], rtol=1e-9)
+    np.testing.assert_allclose([got[a]["expected_recovery"] for a in ids], expected.loc[ids, "expected_recovery"],
                                rtol=1e-9, atol=1e-9)
