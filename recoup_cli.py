@@ -107,29 +107,39 @@ def features(
         str | None, typer.Option("--denials-out", help="Also write one row per open denial here.")
     ] = None,
     extract_date: ExtractDate = None,
-    horizon_days: Annotated[int, typer.Option("--horizon-days", help="Payment label horizon H.")] = 60,
+    horizon_days: Annotated[
+        int | None, typer.Option("--horizon-days", help="Payment label horizon H (days; default 60).")
+    ] = None,
     overturn_horizon_days: Annotated[
-        int, typer.Option("--overturn-horizon-days", help="Overturn label horizon H2.")
-    ] = 120,
+        int | None, typer.Option("--overturn-horizon-days", help="Overturn label horizon H2 (days; default 120).")
+    ] = None,
 ) -> None:
     """Point-in-time features (and labels where the data has the future): one row per open account."""
+    from features.catalogue import DEFAULT_HORIZONS, Horizons
     from features.contract import ContractError, read_dataset
+    from features.dates import parse_as_of_dates
     from features.snapshot import account_features, denial_features
 
+    try:
+        dates = parse_as_of_dates(as_of)
+    except ValueError as err:
+        _fail(str(err))
+    if not dates:
+        _fail("--as-of needs at least one date")
+    default = DEFAULT_HORIZONS
+    horizons = Horizons(default.horizon_days if horizon_days is None else horizon_days,
+                        default.overturn_horizon_days if overturn_horizon_days is None else overturn_horizon_days)
     try:
         ds = read_dataset(data, extract_date=extract_date)
     except ContractError as err:
         _fail(str(err))
-    dates = [d.strip() for d in as_of.split(",") if d.strip()]
-    if not dates:
-        _fail("--as-of needs at least one date")
-    acc = account_features(ds, dates, horizon_days=horizon_days)
+    acc = account_features(ds, dates, horizons=horizons)
     if len(dates) == 1:
         acc = acc.drop(columns=["as_of"])  # key account_id alone for one date
     _write_table(acc, out)
     msg = f"{len(acc):,} account snapshots -> {out}"
     if denials_out:
-        den = denial_features(ds, dates, horizon_days=overturn_horizon_days)
+        den = denial_features(ds, dates, horizons=horizons)
         _write_table(den, denials_out)
         msg += f"; {len(den):,} open denials -> {denials_out}"
     typer.echo(msg)
@@ -213,14 +223,14 @@ def train(
     report_dir: Annotated[Path | None, typer.Option("--report-dir", help="Also write the evaluation here.")] = None,
 ) -> None:
     """Train the payment and overturn models, evaluate them, and register the bundle in MLflow."""
-    from training.config import load_config
+    from training.settings import load_settings
     from training.train import train_and_register
 
     _setup_logging()
-    cfg = load_config(config)
+    settings = load_settings(config)
     ds = _read_or_fail(data, extract_date)
     try:
-        _, _, reports, reg = train_and_register(ds, cfg, tracking_uri, report_dir)
+        _, _, reports, reg = train_and_register(ds, settings, tracking_uri, report_dir)
     except ValueError as err:
         _fail(str(err))
     _print_metrics(reports, HEADLINE_METRICS)
@@ -238,16 +248,16 @@ def evaluate(
     extract_date: ExtractDate = None,
 ) -> None:
     """Evaluate a registered model on the data's most recent test period (metrics, slices, plots)."""
-    from training.config import load_config
+    from training.settings import load_settings
     from training.tracking import load_bundle
     from training.train import build_snapshots, evaluate_model
 
     _setup_logging()
-    cfg = load_config(config)
+    settings = load_settings(config)
     ds = _read_or_fail(data, extract_date)
     try:
-        model = load_bundle(cfg["mlflow"]["registered_model"], model_alias, model_version, tracking_uri)
-        reports = evaluate_model(model, build_snapshots(ds, cfg), cfg, ds.source)
+        model = load_bundle(settings.mlflow.registered_model, model_alias, model_version, tracking_uri)
+        reports = evaluate_model(model, build_snapshots(ds, settings), settings, ds.source)
     except (LookupError, ValueError) as err:
         _fail(str(err))
     if out is not None:
@@ -266,15 +276,15 @@ def promote(
     extract_date: ExtractDate = None,
 ) -> None:
     """Compare challenger with champion on the same recent test period; move `champion` if it passes."""
-    from training.config import load_config
+    from training.settings import load_settings
     from training.tracking import promote as promote_fn
     from training.train import build_snapshots
 
     _setup_logging()
-    cfg = load_config(config)
+    settings = load_settings(config)
     ds = _read_or_fail(data, extract_date)
     try:
-        decision = promote_fn(build_snapshots(ds, cfg), cfg, tracking_uri, force=force)
+        decision = promote_fn(build_snapshots(ds, settings), settings, tracking_uri, force=force)
     except (LookupError, ValueError) as err:
         _fail(str(err))
     typer.echo(("promoted: " if decision.promoted else "not promoted: ") + decision.reason)
@@ -296,7 +306,7 @@ def demo(
     from features.sources.simulate import simulate_to_folder
     from serving.batch import run_batch
     from serving.ranking import load_ranking_config
-    from training.config import load_config
+    from training.settings import load_settings
     from training.tracking import promote as promote_fn
     from training.train import train_and_register
 
@@ -308,12 +318,12 @@ def demo(
     console.print(f"{accounts:,} accounts, {len(ds['transactions']):,} ledger rows, "
                   f"{len(ds['remittances']):,} remittances in {data}")
     console.rule("2. train, evaluate, register")
-    cfg = load_config(overrides=DEMO_TRAINING)
-    _, snaps, reports, reg = train_and_register(ds, cfg, tracking_uri, out / "evaluation")
+    settings = load_settings(overrides=DEMO_TRAINING)
+    _, snaps, reports, reg = train_and_register(ds, settings, tracking_uri, out / "evaluation")
     _print_metrics(reports, HEADLINE_METRICS)
     console.print(f"registered {reg.name} v{reg.version} as {reg.alias}; plots in {out / 'evaluation'}")
     if reg.alias != "champion":
-        decision = promote_fn(snaps, cfg, tracking_uri)
+        decision = promote_fn(snaps, settings, tracking_uri)
         console.print(("promoted: " if decision.promoted else "not promoted: ") + decision.reason)
     console.rule("3. score today's worklist")
     from training.tracking import load_bundle
@@ -401,11 +411,15 @@ def score(
     extract_date: ExtractDate = None,
 ) -> None:
     """Score every open account and denial at the as-of date and write the ranked worklist."""
-    from features.contract import ContractError
+    from features.dates import parse_as_of
     from serving.ranking import load_ranking_config
     from training.tracking import load_bundle
 
     _setup_logging()
+    try:
+        day = parse_as_of(as_of)
+    except ValueError as err:
+        _fail(str(err))
     try:
         model = load_bundle(model_name, model_alias, model_version, tracking_uri)
     except LookupError as err:
@@ -416,20 +430,18 @@ def score(
         if engine == "spark":
             from serving.spark import run_spark_batch
 
-            result = run_spark_batch(data, as_of, out, model, version_label, ranking_cfg=cfg, master=spark_master,
+            result = run_spark_batch(data, day, out, model, version_label, ranking_cfg=cfg, master=spark_master,
                                      reasons_rows=reasons_rows, extract_date=extract_date)
         elif engine == "local":
             from serving.batch import run_batch
 
             bar, update = _progress_callback("scoring")
             with bar:
-                result = run_batch(data, as_of, out, model, version_label, ranking_cfg=cfg, chunk_size=chunk_size,
+                result = run_batch(data, day, out, model, version_label, ranking_cfg=cfg, chunk_size=chunk_size,
                                    reasons_rows=reasons_rows, extract_date=extract_date, progress=update)
         else:
             _fail(f"unknown engine {engine!r}: use local or spark", 2)
-    except ContractError as err:
-        _fail(str(err))
-    except ValueError as err:
+    except ValueError as err:  # a ContractError (bad data) is one too
         _fail(str(err))
     for w in result.warnings:
         typer.secho(f"drift warning: {w}", fg=typer.colors.YELLOW, err=True)

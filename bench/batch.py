@@ -118,12 +118,12 @@ def main() -> None:
     if model_path is None:
         from features.contract import read_dataset
         from features.sources.simulate import simulate_to_folder
-        from training.config import load_config
+        from training.settings import load_settings
         from training.train import train_model
 
         t1 = time.perf_counter()
         train_data = simulate_to_folder(work / "train", TRAIN_ACCOUNTS, 8, "2024-01-01", "2025-12-31", truth=False)
-        model, _ = train_model(read_dataset(train_data), load_config(overrides=TRAINING))
+        model, _ = train_model(read_dataset(train_data), load_settings(overrides=TRAINING))
         model_path = str(work / "model.pkl")
         with open(model_path, "wb") as f:
             pickle.dump(model, f)

@@ -63,7 +63,7 @@ def _prepare(args) -> tuple[str, str]:
         return args.data, args.tracking_uri
     from features.contract import read_dataset
     from features.sources.simulate import simulate_to_folder
-    from training.config import load_config
+    from training.settings import load_settings
     from training.tracking import log_training_run
     from training.train import data_fingerprint, synthetic_input_example, train_model
 
@@ -72,7 +72,7 @@ def _prepare(args) -> tuple[str, str]:
     uri = f"sqlite:///{tmp / 'mlflow.db'}"
     simulate_to_folder(tmp / "data", 3000, 5, "2024-01-01", "2025-06-30")
     ds = read_dataset(tmp / "data")
-    cfg = load_config(overrides={"payment_model": {"n_estimators": 60}, "amount_model": {"n_estimators": 60},
+    cfg = load_settings(overrides={"payment_model": {"n_estimators": 60}, "amount_model": {"n_estimators": 60},
                                  "overturn_model": {"n_estimators": 40}})
     model, _ = train_model(ds, cfg)
     log_training_run(model, cfg, data_fingerprint(ds), [], synthetic_input_example(model), uri)
@@ -154,7 +154,7 @@ def _breakdown(ds, account_id: str, as_of, uri: str, n: int = 300) -> dict:
         c3 = time.perf_counter()
         acc, den = snapshot_features(d, pd.Timestamp(as_of), stats=model.stats_, with_labels=False, frames=False)
         c4 = time.perf_counter()
-        scored = score_rows(model, acc, den, cfg, frames=False)
+        scored = score_rows(model, acc, den, cfg)
         c5 = time.perf_counter()
         ranked = finalize(model, acc, scored, cfg, state.version, "bench", frames=False)
         c6 = time.perf_counter()

@@ -15,8 +15,9 @@ import numpy as np
 import pandas as pd
 
 from features.contract import Dataset, read_dataset
+from features.dates import parse_as_of
 from features.snapshot import account_features, denial_features
-from serving.ranking import Ranked, finalize, load_ranking_config, score_rows
+from serving.ranking import Ranked, concat_rows, finalize, load_ranking_config, score_rows
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +87,7 @@ def run_batch(source, as_of, target: str | None, model, model_version: str, *, r
 
     cfg = ranking_cfg or load_ranking_config()
     run_id = run_id or uuid.uuid4().hex[:16]
-    as_of = pd.Timestamp(as_of)
+    as_of = parse_as_of(as_of)
     timings: dict[str, float] = {}
     started = pd.Timestamp.now(tz="UTC")
     record = {"run_id": run_id, "as_of": as_of.strftime("%Y-%m-%d"), "model_version": model_version,
@@ -149,7 +150,7 @@ def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame:
     return out
 
 
-def finish_run(feats: list[pd.DataFrame], scored_acc: list[pd.DataFrame], scored_den: list[pd.DataFrame], as_of,
+def finish_run(feats: list[pd.DataFrame], scored_acc: list[dict], scored_den: list[dict], as_of,
                target, model, model_version, cfg, run_id, reasons_rows, record, timings: dict[str, float]):
     """The driver's part of every engine: global order (capacity, exploration), reasons for the top rows,
     drift, then the safe write and the runs record. `feats`/`scored_*` are the per-chunk (or per-group)
@@ -159,7 +160,7 @@ def finish_run(feats: list[pd.DataFrame], scored_acc: list[pd.DataFrame], scored
 
     t4 = time.perf_counter()
     features = _concat(feats)
-    scored = Ranked(_concat(scored_acc), _concat([d for d in scored_den if len(d)]))
+    scored = Ranked(concat_rows(scored_acc), concat_rows(scored_den))
     reasons = int(cfg["reasons"]["batch_rows"]) if reasons_rows is None else reasons_rows
     ranked = finalize(model, features, scored, cfg, model_version, run_id, reasons_rows=reasons)
     timings["rank_reasons_s"] = time.perf_counter() - t4

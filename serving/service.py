@@ -52,6 +52,7 @@ import pandas as pd
 from starlette.responses import JSONResponse
 
 from features.contract import TABLES, ColumnTable, Dataset
+from features.dates import from_python_dates, parse_as_of
 from serving.api_models import (
     REQUEST_TABLES,
     AccountResult,
@@ -139,8 +140,6 @@ class RequestProblem(Exception):
         self.problems = problems or []
 
 
-_EPOCH_ORDINAL = dt.date(1970, 1, 1).toordinal()
-_NAT = np.iinfo(np.int64).min
 
 
 def _column(kind: str, values: list) -> np.ndarray:
@@ -151,9 +150,7 @@ def _column(kind: str, values: list) -> np.ndarray:
         arr[:] = values
         return arr
     if kind == "date":
-        days = np.array([_NAT if v is None else (v.toordinal() - _EPOCH_ORDINAL) * 86_400_000_000_000
-                         for v in values], dtype=np.int64)
-        return days.view("datetime64[ns]")
+        return from_python_dates(values)
     arr = np.array([np.nan if v is None else v for v in values], dtype=np.float64)
     return np.round(arr, 2) if kind in ("money", "signed_money") else arr
 
@@ -268,7 +265,7 @@ def build_dataset(req: ScoreRequest) -> Dataset:
         for name in REQUEST_TABLES[2:]:
             rows[name].extend(h.get(name, ()))
     rows["payers"] = list(payers.values())
-    as_of = pd.Timestamp(req.as_of)
+    as_of = parse_as_of(req.as_of)
     return Dataset({t: _table(t, r) for t, r in rows.items()}, extract_date=as_of, source="api")
 
 
@@ -540,7 +537,7 @@ class RecoupService:
         from serving.ranking import rank
 
         model = state.model
-        as_of = pd.Timestamp(req.as_of)
+        as_of = parse_as_of(req.as_of)
         # the batch's functions on NumPy columns (frames=False): the same numbers, without pandas'
         # cost per operation, which would be most of a one-account request
         acc, den = snapshot_features(ds, as_of, stats=model.stats_, with_labels=False, frames=False)

@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 from features.contract import TABLES, Dataset, coerce_table, is_sql_url, read_dataset
+from features.dates import parse_as_of
 from serving.batch import _BY_ACCOUNT, _BY_CLAIM, _BY_REMIT, BatchResult, features_and_scores, finish_run
 from serving.ranking import load_ranking_config
 
@@ -239,7 +240,7 @@ def run_spark_batch(source, as_of, target: str | None, model, model_version: str
 
     cfg = ranking_cfg or load_ranking_config()
     run_id = run_id or uuid.uuid4().hex[:16]
-    as_of = pd.Timestamp(as_of)
+    as_of = parse_as_of(as_of)
     timings: dict[str, float] = {}
     info: dict = {}
     record = {"run_id": run_id, "as_of": as_of.strftime("%Y-%m-%d"), "model_version": model_version,

@@ -42,14 +42,14 @@ class BatchEnv:
 def batch_env() -> BatchEnv:
     from features.contract import read_dataset
     from features.sources.simulate import simulate_to_folder
-    from training.config import load_config
+    from training.settings import load_settings
     from training.tracking import log_training_run
     from training.train import data_fingerprint, synthetic_input_example, train_model
 
     root = Path(tempfile.mkdtemp(prefix="recoup-batch-"))
     data = simulate_to_folder(root / "data", **BATCH_SIM)
     ds = read_dataset(data)
-    cfg = load_config(overrides=BATCH_TRAINING)
+    cfg = load_settings(overrides=BATCH_TRAINING)
     model, _ = train_model(ds, cfg)
     artifacts = root / "artifacts"
     artifacts.mkdir()

@@ -54,6 +54,22 @@ def test_two_runs_agree_and_rerun_replaces_the_date(benv, tmp_path):  # noqa: F8
     assert pd.to_datetime(runs["finished_at"]).ge(pd.to_datetime(runs["started_at"])).all()
 
 
+def test_chunks_change_nothing(benv):  # noqa: F811
+    """Scored chunks are joined as NumPy columns (`concat_rows`): cutting the accounts into many
+    chunks gives the one-chunk worklist (exploration included) with the same column types."""
+    from serving.ranking import load_ranking_config
+
+    cfg = load_ranking_config(overrides={"exploration_share": 0.2})
+    whole = run_batch(benv.data, AS_OF, None, benv.model, benv.version_label, ranking_cfg=cfg, keep_result=True,
+                      dataset=benv.dataset).ranked
+    cut = run_batch(benv.data, AS_OF, None, benv.model, benv.version_label, ranking_cfg=cfg, keep_result=True,
+                    dataset=benv.dataset, chunk_size=170).ranked
+    assert len(whole.accounts) > 100 and len(whole.denials) > 0 and whole.accounts["is_exploration"].any()
+    assert_worklists_equal(whole.accounts, cut.accounts)
+    assert_worklists_equal(whole.denials, cut.denials)
+    assert list(whole.accounts.dtypes) == list(cut.accounts.dtypes)
+
+
 def _broken_copy(src: Path, dst: Path) -> Path:
     shutil.copytree(src, dst, ignore=shutil.ignore_patterns("_truth"))
     claims = pd.read_parquet(dst / "claims.parquet")

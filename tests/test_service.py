@@ -41,13 +41,13 @@ def env(tmp_path_factory):
         os.environ.pop(k, None)
     from features.contract import read_dataset
     from features.sources.simulate import simulate_to_folder
-    from training.config import load_config
+    from training.settings import load_settings
     from training.tracking import log_training_run
     from training.train import data_fingerprint, synthetic_input_example, train_model
 
     simulate_to_folder(tmp / "data", 1500, 11, "2024-01-01", "2025-06-30")
     ds = read_dataset(tmp / "data")
-    cfg = load_config(overrides={"payment_model": {"n_estimators": 60}, "amount_model": {"n_estimators": 60},
+    cfg = load_settings(overrides={"payment_model": {"n_estimators": 60}, "amount_model": {"n_estimators": 60},
                                  "overturn_model": {"n_estimators": 40}, "snapshots": {"max_as_of_dates": 9}})
     model, _ = train_model(ds, cfg)
     reg1 = log_training_run(model, cfg, data_fingerprint(ds), [], synthetic_input_example(model), uri)
@@ -473,7 +473,8 @@ def test_bentoml_build(tmp_path):
     assert out.returncode == 0, out.stderr[-3000:]
     bento = next((tmp_path / "bentoml" / "bentos" / "recoup").glob("*/bento.yaml"))
     src = bento.parent / "src"
-    assert (src / "serving" / "service.py").exists() and (src / "features" / "snapshot.py").exists()
+    assert (src / "serving" / "service.py").exists() and (src / "features" / "snapshot" / "history.py").exists()
+    assert (src / "features" / "dates.py").exists()
     assert (src / "serving" / "ranking.yaml").exists()
     assert (src / "features" / "reference" / "carc_routine.csv").exists()
     assert "RecoupService" in bento.read_text()
