@@ -417,7 +417,7 @@ def score(
     cfg = load_ranking_config(ranking_config)
     try:
         if engine == "spark":
-            from serving.spark import run_spark_batch
+            from serving.batch.spark import run_spark_batch
 
             result = run_spark_batch(data, as_of, out, model, version_label, ranking_cfg=cfg, master=spark_master,
                                      reasons_rows=reasons_rows, extract_date=extract_date)
