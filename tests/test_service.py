@@ -318,7 +318,8 @@ def test_settings_from_the_environment():
         "t0k", False, "m", "challenger", "7", "sqlite:///x.db")
     assert (s.ranking_config, s.max_accounts, s.max_body_bytes, s.threads) == (Path("r.yaml"), 12, 3456, 3)
     assert "t0k" not in repr(s)
-    assert ServiceSettings.from_env(env, model_alias="champion", max_accounts=5).model_alias == "champion"
+    wins = ServiceSettings.from_env(env, model_alias="champion", max_accounts=5)
+    assert (wins.model_alias, wins.max_accounts, wins.model_name) == ("champion", 5, "m")
     assert ServiceSettings.from_env({"RECOUP_NO_AUTH": "1"}).api_token is None
     with pytest.raises(ValueError, match="RECOUP_API_TOKEN"):
         ServiceSettings.from_env({})
