@@ -21,6 +21,7 @@ Logs carry request ids, timings and counts, never an account or patient id or an
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import gc
 import json
@@ -263,7 +264,7 @@ def configured_service(settings: ServiceSettings, model: LoadedModel | None = No
     service of its own: what `recoup serve` runs and tests build apps from; several may coexist."""
     inner = type("RecoupService", (RecoupService.inner,), {
         "__doc__": RecoupService.inner.__doc__, "configured_settings": settings, "startup_model": model})
-    service = bentoml.service(**SERVICE_OPTIONS)(inner)
+    service = bentoml.service(**copy.deepcopy(SERVICE_OPTIONS))(inner)  # BentoML keeps (and merges into) them
     service.add_asgi_middleware(RecoupMiddleware, settings=settings)
     return service
 
