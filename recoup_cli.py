@@ -428,7 +428,7 @@ def score(
     cfg = load_ranking_config(ranking_config)
     try:
         if engine == "spark":
-            from serving.spark import run_spark_batch
+            from serving.batch.spark import run_spark_batch
 
             result = run_spark_batch(data, day, out, model, version_label, ranking_cfg=cfg, master=spark_master,
                                      reasons_rows=reasons_rows, extract_date=extract_date)
@@ -465,28 +465,27 @@ def serve(
     /livez, /readyz, /metrics. Requests need `Authorization: Bearer $RECOUP_API_TOKEN`; without the
     variable the server refuses to start unless --no-auth is given. SIGHUP (or POST /admin/reload)
     re-resolves the model alias and swaps the model without downtime."""
-    import os
+    from serving.api.settings import ServiceSettings
 
-    if not os.environ.get("RECOUP_API_TOKEN") and not no_auth:
-        _fail("RECOUP_API_TOKEN is not set: set it to the bearer token clients must send, or pass --no-auth "
-              "explicitly to serve without authentication", 2)
-    os.environ["RECOUP_NO_AUTH"] = "1" if no_auth else ""
-    os.environ["RECOUP_MODEL_NAME"] = model_name
-    os.environ["RECOUP_MODEL_ALIAS"] = model_alias
+    # the environment gives what the options do not (RECOUP_API_TOKEN, the limits, RECOUP_THREADS, ...)
+    options = {"no_auth": no_auth, "model_name": model_name, "model_alias": model_alias}
     if model_version:
-        os.environ["RECOUP_MODEL_VERSION"] = model_version
+        options["model_version"] = model_version
     if tracking_uri:
-        os.environ["MLFLOW_TRACKING_URI"] = tracking_uri
+        options["tracking_uri"] = tracking_uri
     if ranking_config:
-        os.environ["RECOUP_RANKING_CONFIG"] = str(ranking_config.resolve())
+        options["ranking_config"] = ranking_config.resolve()
+    try:
+        settings = ServiceSettings.from_env(**options)
+    except ValueError as err:  # no token (and no --no-auth), or a bad limit
+        _fail(str(err), 2)
     _setup_logging()
-    from serving.service import run_server
+    from serving.api.service import run_server
 
     try:
-        run_server(host, port)
+        run_server(settings, host, port)
     except (LookupError, RuntimeError, ValueError) as err:
         _fail(str(err))
-
 
 
 @app.command()

@@ -45,7 +45,7 @@ def _engine(kind: str, data: str, as_of: str, model_path: str, out: str, queue) 
         res = run_batch(data, as_of, out, model, "bench/1")
         extra = {}
     else:
-        from serving.spark import run_spark_batch, spark_session
+        from serving.batch.spark import run_spark_batch, spark_session
 
         spark = spark_session("local[2]")
         t_start = time.perf_counter() - t0

@@ -309,7 +309,7 @@ def _one_account_ms(ds, as_of: str, stats, repeats: int = 200) -> dict[str, floa
         extract_date=ds.extract_date,
     )
     one = Dataset({k: v.reset_index(drop=True) for k, v in one.tables.items()}, extract_date=ds.extract_date)
-    # the API's own form: NumPy tables in, NumPy columns out (serving.service.build_dataset)
+    # the API's own form: NumPy tables in, NumPy columns out (serving.api.request.build_dataset)
     one_np = Dataset({k: ColumnTable.from_frame(v) for k, v in one.tables.items()}, extract_date=ds.extract_date)
     out = {}
     calls = {

@@ -16,8 +16,10 @@ import pytest
 
 from features.contract import ContractError
 from serving.batch import run_batch
-from serving.store import PAUSE_ENV, read_runs, read_worklist
+from serving.batch.store import read_runs, read_worklist
 from tests.batchfixtures import AS_OF, AS_OF_2, assert_worklists_equal, benv  # noqa: F401
+
+ROOT = Path(__file__).resolve().parents[1]
 
 pytestmark = pytest.mark.slow
 
@@ -97,8 +99,9 @@ def test_killed_run_leaves_previous_worklist_intact(benv, tmp_path):  # noqa: F8
     before = run_batch(benv.data, AS_OF, target, benv.model, benv.version_label)
     old = read_worklist(target)
     old_den = read_worklist(target, kind="denials")
-    proc = subprocess.Popen([str(Path(sys.executable).with_name("recoup")), "score", str(benv.data), "--as-of", AS_OF,
-                             "--out", target], env={**benv.env(), PAUSE_ENV: "120"},
+    # `recoup score`, paused once every file is staged and none swapped (tests/killpoint.py)
+    proc = subprocess.Popen([sys.executable, "-m", "tests.killpoint", "parquet", "score", str(benv.data),
+                             "--as-of", AS_OF, "--out", target], cwd=ROOT, env=benv.env(),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 240

@@ -116,9 +116,10 @@ def _score_over_http(uri: str, body: dict, log_path: Path) -> dict:
 
 def test_batch_and_api_see_what_training_computes(trained, monkeypatch):
     from features.snapshot import account_features
-    from serving.batch import features_and_scores, run_batch
+    from serving.api.request import history_from_dataset
+    from serving.batch import run_batch
+    from serving.batch.run import features_and_scores
     from serving.ranking import load_ranking_config
-    from serving.service import history_from_dataset
     from training.tracking import log_training_run
     from training.train import data_fingerprint, synthetic_input_example
 
@@ -129,7 +130,7 @@ def test_batch_and_api_see_what_training_computes(trained, monkeypatch):
     expected = model.score_accounts(training).assign(account_id=training["account_id"]).set_index("account_id")
 
     # the nightly batch: its features, and its worklist's scores
-    batch_features, _ = features_and_scores(model, ds, as_of, load_ranking_config())
+    batch_features = features_and_scores(model, ds, as_of, load_ranking_config()).features
     pd.testing.assert_frame_equal(_by_account(batch_features), training)
     worklist = run_batch(None, as_of, None, model, "recoup/1", dataset=ds, keep_result=True).ranked.accounts
     worklist = worklist.set_index("account_id").loc[expected.index]
