@@ -156,7 +156,7 @@ def ingest_x12(
     """Read X12 835 remittances and 837 claims into the data contract (idempotent append)."""
     import json
 
-    from features.x12 import ingest
+    from features.sources.x12 import ingest
 
     missing = [str(p) for p in paths if not p.exists()]
     if missing:

@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> dict:
                     help="processes mapping transactions (default: one per core; 1 = serial)")
     args = ap.parse_args(argv)
     sys.path.insert(0, str(ROOT))
-    from features.x12 import ingest
+    from features.sources.x12 import ingest
 
     with tempfile.TemporaryDirectory(prefix="recoup-bench-x12-") as tmp:
         src = Path(tmp) / "big.835"

@@ -1,4 +1,4 @@
-"""X12 835/837 ingestion (features/x12.py): samples, expected values, robustness, idempotency."""
+"""X12 835/837 ingestion (features/sources/x12): samples, expected values, robustness, idempotency."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from features.data import read_dataset
-from features.x12 import ingest, read_interchanges
+from features.sources.x12 import ingest, read_interchanges
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 SAMPLES = SHARED / "samples" / "x12"
@@ -315,7 +315,7 @@ def test_remarks_without_cas_are_noted_not_dropped_silently(tmp_path: Path) -> N
 
 
 def test_parallel_mapping_gives_the_same_tables(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import features.x12 as x12
+    import features.sources.x12.tables as x12
 
     bad = _835_body("0005", "ACCT5").replace("CAS*PR*2*20", "CAS*PR*2*TWENTY")
     body = "".join(_835_body(f"{i:04d}", f"ACCT{i}") for i in range(1, 5)) + bad + "".join(
