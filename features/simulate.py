@@ -807,8 +807,9 @@ def simulate_to_folder(out: str | Path, n_accounts: int = 10_000, seed: int = 0,
                     if c == 0:
                         df.to_parquet(tmp / "payers.parquet", index=False)
                     continue
-                table = pa.Table.from_pandas(df, schema=arrow_schema(name) if name in TABLES else None,
-                                             preserve_index=False)
+                # (optional contract columns the simulator does not write are left out of the file)
+                schema = pa.schema([f for f in arrow_schema(name) if f.name in df]) if name in TABLES else None
+                table = pa.Table.from_pandas(df, schema=schema, preserve_index=False)
                 if name not in writers:
                     path = tmp / f"{name}.parquet"
                     path.parent.mkdir(parents=True, exist_ok=True)
