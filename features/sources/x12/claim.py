@@ -71,7 +71,7 @@ def _frequency(code: str, notes) -> tuple[str, str]:
         notes["CLM05-3 frequency code missing: read as 1 (original)"] += 1
         return "original", "1"
     freq = FREQUENCY_FROM_X12.get(code)
-    if freq is None and code.replace(".", "", 1).isdigit() and float(code).is_integer():
+    if freq is None and "." in code and code.replace(".", "", 1).isdigit() and float(code).is_integer():
         code = str(int(float(code)))  # "1.00" from a sloppy sender: the number is clear
         freq = FREQUENCY_FROM_X12.get(code)
         notes["CLM05-3 frequency written as a decimal: read as its integer"] += 1

@@ -260,7 +260,7 @@ def _infer_separators(data: bytes) -> tuple[int, int, int]:
     if i < 2 or i >= len(text):
         raise X12Error(1, "no ISA envelope and the first segment has no recognisable tag")
     sep = text[i]
-    if sep.isalnum() or sep.isspace():
+    if sep.isalnum() or sep in " \t\r\n":
         raise X12Error(1, "no ISA envelope and no element separator after the first tag")
     term = "~"
     for ch in text[i + 1: i + 200]:
@@ -273,10 +273,10 @@ def _infer_separators(data: bytes) -> tuple[int, int, int]:
     comp = ":"
     flat = text if term == "\n" else text.replace("\r", "").replace("\n", "")
     for tag, idx in (("SVC", 1), ("SV1", 1), ("SV2", 2)):
-        j = flat.find(term + tag + sep)
-        if j < 0:
+        m = re.search(re.escape(term) + r"[ \t\r\n]*" + tag + re.escape(sep), flat)
+        if m is None:
             continue
-        parts = flat[j + 1:j + 200].split(term, 1)[0].split(sep)
+        parts = flat[m.end() - len(tag) - 1:m.end() + 200].split(term, 1)[0].split(sep)
         for ch in parts[idx] if len(parts) > idx else "":
             if not ch.isalnum() and ch not in " .-":
                 comp = ch

@@ -310,13 +310,16 @@ def build_tables(rows: Rows, existing: dict[str, pd.DataFrame] | None = None,
     if old_plb is not None and "x12_txn" in old_plb and len(plb):
         new["provider_adjustments"] = plb[~plb["x12_txn"].isin(set(old_plb["x12_txn"]))]
     merged: dict[str, pd.DataFrame] = {}
-    for name in TABLES:
-        parts = [df for df in (new.get(name), existing.get(name)) if df is not None and len(df)]
+    for name in TABLES:  # what was there first, then what is new: a row read again keeps its place
+        parts = [df for df in (existing.get(name), new.get(name)) if df is not None and len(df)]
         if not parts:
             merged[name] = empty(name)
             continue
         df = pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0].copy()
         merged[name] = typed(name, df)
+    acc = merged["accounts"]
+    if acc["account_id"].duplicated().any():  # an account seen before: its largest claim so far
+        acc["total_charges"] = acc.groupby("account_id", sort=False)["total_charges"].transform("max")
     link_originals(merged["claims"], merged["remittances"])
     merged["transactions"] = with_charges(merged["transactions"], merged["accounts"])
     for name in TABLES:
