@@ -95,6 +95,7 @@ def map_277ca(tx: Transaction, out: Rows, summary: IngestSummary) -> int:
                 "p" + text_hash("277|" + (c["patient"] or c["pcn"])), facility or "unknown", None,
             ])
 
+    end = len(segs)  # (the SE is no part of the last claim's loop)
     for k, seg in enumerate(segs):
         s = seg.split(ELEMENT)
         tag = s[0]
@@ -102,6 +103,7 @@ def map_277ca(tx: Transaction, out: Rows, summary: IngestSummary) -> int:
             close(k)
             level, in_line, patient = element(s, 3), False, ""
         elif tag == "SE":
+            end = k
             break
         elif tag == "BHT":
             created = d8(element(s, 4)) or created
@@ -135,7 +137,7 @@ def map_277ca(tx: Transaction, out: Rows, summary: IngestSummary) -> int:
             continue
         if claim is None and k:
             header.append(header_key + SEGMENT + seg if not header and header_key else seg)
-    close(len(segs))
+    close(end)
     if any(r[2] is None for r in rows):
         raise X12Error(first, "277CA without dates: no STC02, no BHT04, no GS04 and no ISA09")
     if n_lines:

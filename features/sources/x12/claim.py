@@ -158,6 +158,7 @@ def map_claims(tx: Transaction, out: Rows, summary: IngestSummary) -> int:
         claim = None
 
     skipping = False  # inside a claim whose CLM could not be read
+    end = len(segs)  # (the SE is no part of the last claim's loop)
     for k, s in enumerate(split):
         tag = s[0]
         if tag == "HL":
@@ -192,6 +193,7 @@ def map_claims(tx: Transaction, out: Rows, summary: IngestSummary) -> int:
                 "er": False, "f8": None, "type": ctype,
             }
         elif tag == "SE":
+            end = k
             break
         elif skipping:
             continue
@@ -249,7 +251,7 @@ def map_claims(tx: Transaction, out: Rows, summary: IngestSummary) -> int:
             except X12Error as err:
                 summary.problem(file, first + k, f"{err.reason}: this service line not read", "line",
                                 f"{tag} service line")
-    close_claim(len(segs))
+    close_claim(end)
     return n_claims
 
 
