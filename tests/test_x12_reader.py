@@ -106,3 +106,17 @@ def test_composites_use_the_canonical_component_separator() -> None:
     (ic,) = read_interchanges(data)
     clm = next(s for s in ic.segments if s[0] == "CLM")
     assert clm[5] == COMPONENT.join(["11", "B", "1"])
+
+
+def test_wrapped_file_with_an_isa_tag_cut_by_the_wrap(tmp_path: Path) -> None:
+    """Fixed-width records (80 columns) cut segments anywhere, the second interchange's ISA tag too."""
+    one = write(file_835([_payment("A1")], PAYER, "CHK1", Envelope()), Style())
+    two = write(file_835([_payment("A2")], PAYER, "CHK2", Envelope(isa13="000000002")), Style())
+    text = one + two
+    cut = len(one) + 2  # between "IS" and "A*" of the second ISA
+    head = text[:cut]
+    wrapped = b"\r\n".join(head[i:i + 80] for i in range(0, cut, 80)) + b"\r\n" + text[cut:]
+    assert b"IS\r\nA*" in wrapped
+    tables, summary = ingest([_file(tmp_path, "wrapped.835", wrapped)])
+    assert sorted(tables["remittances"]["payer_claim_number"]) == ["ICNA1", "ICNA2"]
+    assert not summary.problems and summary.read["835 transaction"] == 2

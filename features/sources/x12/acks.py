@@ -17,6 +17,13 @@ R, M, W, X = rejected (IK501 kept raw in status_code); without an IK5, the group
 AK2 acknowledges every transaction of the group. The claims it covers are found by the acknowledged
 837's envelope (its sender, receiver, GS06 and ST02, which the 999 echoes); a 999 for an 837 that was
 not ingested cannot name its claims and is noted, not stored. ack_id: content hashes, as remit_id.
+
+For the point-in-time features that should read this table (not built yet: the snapshot engine is being
+restructured): a claim is rejected at the front door at T when its latest claim_acks row received on or
+before T has status `rejected`; it is resubmitted when its account has a later claim (submitted after
+that ack, on or before T, same payer sequence): a corrected or replacement claim, or the original sent
+again with other content (id `CLM01-<hash>`); days since rejection = T minus that ack's received_date.
+A 999 row rejects every claim of its 837 transaction; a 277CA row one claim.
 """
 
 from __future__ import annotations

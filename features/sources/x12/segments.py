@@ -34,11 +34,14 @@ Report = Callable[[int | None, str, str], None]  # (segment, reason, what was no
 
 _WHITE = frozenset(b" \t\r\n\x0b\x0c")
 _LF, _CR = 10, 13
-# a space before or after a canonical separator (a literal first: the search skips to spaces, which
-# are rarer than separators)
-_SPACE_NEAR = re.compile(rb" (?:(?<=[\x1d-\x1f\n] )|(?=[\x1d-\x1f\n]))")
+# white space the reader drops: indentation and blank lines (after a segment break), spaces before any
+# separator (trailing spaces in elements) and after an element or component separator. Looked for first
+# (one pass each, literal first), replaced only where found.
+_LINE_WHITE = re.compile(rb"\n[\n ]")
+_SPACE_NEAR = re.compile(rb" (?=[\x1d\x1e\x1f\n])| (?<=[\x1d\x1e\x1f] )")
+_INDENTATION = re.compile(rb"\n +")
 _SPACES_BEFORE = re.compile(rb" +(?=[\x1d\x1e\x1f\n])")
-_SPACES_AFTER = re.compile(rb"([\x1d\x1e\x1f\n]) +")
+_SPACES_AFTER = re.compile(rb"([\x1d\x1e\x1f]) +")
 _BLANK_SEGMENTS = re.compile(rb"\n\n+")
 
 
@@ -152,10 +155,10 @@ def canonical(body: bytes, sep: int, comp: int, rep: int | None, term: int) -> s
     """Segments of `body` (which starts with a terminator) in canonical form, each preceded by "\\n"."""
     table, delete = _table(sep, comp, rep, term)
     out = body.translate(table, delete)
+    if _LINE_WHITE.search(out):
+        out = _BLANK_SEGMENTS.sub(b"\n", _INDENTATION.sub(b"\n", out))
     if _SPACE_NEAR.search(out):
         out = _SPACES_AFTER.sub(rb"\1", _SPACES_BEFORE.sub(b"", out))
-    if b"\n\n" in out:
-        out = _BLANK_SEGMENTS.sub(b"\n", out)
     if out.endswith(b"\n"):
         out = out.rstrip(b"\n")
     if out and not out.startswith(b"\n"):
