@@ -102,17 +102,22 @@ class Transaction:
         return self.text.split(SEGMENT)
 
     @property
+    def st(self) -> list[str]:
+        """The ST segment's elements."""
+        end = self.text.find(SEGMENT)
+        return self.text[:end if end >= 0 else len(self.text)].split(ELEMENT)
+
+    @property
     def kind(self) -> str:
-        return element(self.text.split(SEGMENT, 1)[0].split(ELEMENT, 3), 1)
+        return element(self.st, 1)  # ST01
 
     @property
     def control(self) -> str:
-        return element(self.text.split(SEGMENT, 1)[0].split(ELEMENT, 3), 2)
+        return element(self.st, 2)  # ST02
 
     @property
     def version(self) -> str:
-        st = self.text.split(SEGMENT, 1)[0].split(ELEMENT)
-        return element(st, 3) or (self.group.version if self.group else "")
+        return element(self.st, 3) or (self.group.version if self.group else "")  # ST03, else GS08
 
     @property
     def date(self) -> str | None:
