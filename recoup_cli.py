@@ -148,7 +148,7 @@ def features(
 # --- ingest-x12 ---
 @app.command("ingest-x12")
 def ingest_x12(
-    paths: Annotated[list[Path], typer.Argument(help="X12 835/837 files or folders of them.")],
+    paths: Annotated[list[Path], typer.Argument(help="X12 835/837/277CA/999 files or folders of them.")],
     out: Annotated[
         Optional[Path], typer.Option("--out", help="Data folder to write or append contract tables to.")  # noqa: UP045
     ] = None,
@@ -161,10 +161,11 @@ def ingest_x12(
         typer.Option("--workers", min=1, help="Processes mapping large files (default: one per core; 1 = serial)."),
     ] = None,
 ) -> None:
-    """Read X12 835 remittances and 837 claims into the data contract (idempotent append)."""
+    """Read X12 835 remittances, 837 claims and 277CA/999 acknowledgements into the data contract
+    (idempotent append; what is not read is reported with file and segment number)."""
     import json
 
-    from features.x12 import ingest
+    from features.sources.x12 import ingest
 
     missing = [str(p) for p in paths if not p.exists()]
     if missing:

@@ -13,6 +13,8 @@ Callers import from `features.contract`, not from the modules.
 from features.contract.dataset import ColumnTable, Dataset, float_column, latest_date
 from features.contract.read import is_sql_url, read_dataset, read_raw, split_sql_target
 from features.contract.tables import (
+    ACK_SOURCES,
+    ACK_STATUSES,
     ACTIVITY_TYPES,
     APPEAL_OUTCOMES,
     CLAIM_FREQUENCIES,
@@ -21,6 +23,7 @@ from features.contract.tables import (
     CLAIM_TYPES,
     ENCOUNTER_TYPES,
     FINANCIAL_CLASSES,
+    FORWARDED_X12_STATUSES,
     FREQUENCY_FROM_X12,
     GROUP_CODES,
     REQUIRED_TABLES,
@@ -38,6 +41,7 @@ from features.contract.validate import coerce_table, pandera_schema, validate_da
 from features.contract.write import DatasetWriter, arrow_schema, load_dataset, write_dataset, write_sql
 
 __all__ = [
+    "ACK_SOURCES", "ACK_STATUSES", "FORWARDED_X12_STATUSES",
     "ACTIVITY_TYPES", "APPEAL_OUTCOMES", "CLAIM_FREQUENCIES", "CLAIM_STATUS_FROM_X12", "CLAIM_STATUSES",
     "CLAIM_TYPES", "ENCOUNTER_TYPES", "FINANCIAL_CLASSES", "FREQUENCY_FROM_X12", "GROUP_CODES",
     "REQUIRED_TABLES", "TABLES", "TXN_TYPES",

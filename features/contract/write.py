@@ -87,9 +87,11 @@ class DatasetWriter:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        if name in TABLES and set(TABLES[name].columns) == set(df.columns):
-            table = pa.Table.from_pandas(df[list(TABLES[name].columns)], schema=arrow_schema(name),
-                                         preserve_index=False)
+        columns = [c for c in TABLES[name].columns if c in df.columns] if name in TABLES else []
+        if columns and len(columns) == len(df.columns):
+            # the contract's types for the columns written (optional ones a writer lacks are left out)
+            schema = pa.schema([f for f in arrow_schema(name) if f.name in df.columns])
+            table = pa.Table.from_pandas(df[columns], schema=schema, preserve_index=False)
         else:
             table = pa.Table.from_pandas(df, preserve_index=False)
         if name not in self._parquet:

@@ -153,11 +153,14 @@ def _normalised(name: str, df):
     cols = []
     types = dict(df.dtypes)
     for col, c in TABLES[name].columns.items():
-        if col not in types:
+        if col in types:
+            x = F.col(col)
+        elif not c.required:  # an optional column the files leave out: its contract default
+            x = F.lit(c.default)
+        else:
             continue
-        x = F.col(col)
         if c.type == "date":
-            if types[col] == "string":
+            if types.get(col) == "string":
                 x = F.to_date(F.substring(x, 1, 10))
             x = F.datediff(F.to_date(x), F.lit(_EPOCH)).cast(T.LongType())
         elif c.type == "int":
