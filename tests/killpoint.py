@@ -43,6 +43,24 @@ def pause_before_sql_commit() -> None:
             raise SystemExit("the kill point was not killed in time")
 
 
+def kill_when(proc, ready, timeout_s: float = 240) -> None:
+    """SIGKILL `proc` (a `python -m tests.killpoint ...` run) once `ready()` says it is at its kill point."""
+    import signal
+
+    try:
+        deadline = time.monotonic() + timeout_s
+        while not ready():
+            assert proc.poll() is None, "the run ended before it was killed"
+            assert time.monotonic() < deadline, "the run never reached its kill point"
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == -signal.SIGKILL
+
+
 def main() -> None:
     where, *args = sys.argv[1:]
     {"parquet": pause_before_parquet_swap, "sql": pause_before_sql_commit}[where]()

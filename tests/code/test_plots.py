@@ -71,11 +71,10 @@ def test_evaluation_plots_from_tables():
 
 
 @pytest.mark.slow
-def test_every_evaluation_figure_of_a_trained_model():
-    from tests.modelfixtures import small_model
+def test_every_evaluation_figure_of_a_trained_model(small_model):
     from training.train import evaluate_model
 
-    model, snaps, ds, cfg = small_model()
+    model, snaps, ds, cfg = small_model
     reports = evaluate_model(model, snaps, cfg, ds.source)
     names = [n for r in reports for n in r.figures]
     assert set(names) >= {"reliability", "recovery_curve", "auc_by_month", "feature_importance",
@@ -86,17 +85,16 @@ def test_every_evaluation_figure_of_a_trained_model():
 
 
 @pytest.mark.slow
-def test_notebook_plots():
+def test_notebook_plots(small_model):
     """The plots of features.explore, training.backtest and serving.whatif (notebooks 01, 03, 04)."""
     from features import explore
     from features.snapshot import account_features, denial_features
     from serving.ranking import load_ranking_config, rank
     from serving.whatif import action_mix, capacity_table, plot_action_mix, plot_capacity
-    from tests.modelfixtures import small_model
     from training.backtest import backtest, drift_pivot, month_starts, plot_backtest_quality, plot_backtest_recovery
     from training.backtest import plot_drift as plot_drift_
 
-    model, _, ds, cfg = small_model()
+    model, _, ds, cfg = small_model
     T = pd.Timestamp("2025-03-01")
     ar = explore.open_ar(ds, T)
     check_figure(explore.plot_aging(explore.aging_table(ar), T), "aging")

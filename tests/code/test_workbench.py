@@ -11,11 +11,8 @@ T = pd.Timestamp("2025-03-01")
 
 
 @pytest.fixture(scope="module")
-def ds():
-    from features.contract import read_dataset
-    from tests.simdata import small_dataset_dir
-
-    return read_dataset(small_dataset_dir())
+def ds(small_dataset):
+    return small_dataset
 
 
 def test_open_ar_tables_add_up(ds):
@@ -80,30 +77,34 @@ def test_extract_at_is_the_data_as_known_then(ds):
     pd.testing.assert_frame_equal(explore.denial_events(ds, T), explore.denial_events(past, T))
 
 
-def test_backtest_months_and_drift():
-    from tests.modelfixtures import small_model
+def test_backtest_months_and_drift(small_model):
     from training.backtest import backtest, drift_pivot, month_starts
 
-    model, _, ds, cfg = small_model()
+    model, _, ds, cfg = small_model
     months = month_starts("2025-02-01", "2025-06-01")  # June 1 + 60 days passes the extract date (June 30)
     bt = backtest(model, ds, months, cfg)
     assert list(bt.monthly["as_of"]) == months[:4]
     assert bt.monthly["roc_auc"].between(0.5, 1).all()
-    shares = bt.monthly.filter(like="recovery_at_20_")
-    assert ((shares >= 0) & (shares <= 1)).all().all()
+    # a frozen champion keeps beating the orderings offices use today, month after month
+    assert (bt.monthly["recovery_at_20_model"] > bt.monthly["recovery_at_20_random"] + 0.3).all()
+    assert (bt.monthly["recovery_at_20_model"] > bt.monthly["recovery_at_20_oldest"]).all()
     assert set(bt.recovery["ordering"]) >= {"model", "largest_balance", "oldest", "random"}
-    assert set(bt.drift["as_of"]) == set(months[:4]) and (bt.drift["psi"] >= 0).all()
+    # every month's report covers every feature and score of the reference, with a number for each
+    assert set(bt.drift["as_of"]) == set(months[:4]) and np.isfinite(bt.drift["psi"]).all()
+    reference = model.drift_reference_
+    items = set(reference["numeric"]) | set(reference["categorical"]) | set(reference["scores"])
+    for _, month in bt.drift.groupby("as_of"):
+        assert set(month["name"]) == items
     wide = drift_pivot(bt.drift, top=5)
     assert wide.shape == (5, 4)
 
 
-def test_whatif_capacity_and_comparison():
+def test_whatif_capacity_and_comparison(small_model):
     from features.snapshot import account_features, denial_features
     from serving.ranking import load_ranking_config, rank
     from serving.whatif import action_mix, capacity_table, compare_worklists
-    from tests.modelfixtures import small_model
 
-    model, _, ds, _ = small_model()
+    model, _, ds, _ = small_model
     acc = account_features(ds, T, stats=model.stats_, with_labels=False)
     den = denial_features(ds, T, stats=model.stats_, with_labels=False)
     rcfg = load_ranking_config()
@@ -117,4 +118,6 @@ def test_whatif_capacity_and_comparison():
     assert same["overlap_share"] == 1.0 and same["median_rank_move"] == 0.0 and same["action_changed_share"] == 0.0
     other = rank(model, acc, den, load_ranking_config(overrides={"priority": "net"}), "t", "t", reasons_rows=0)
     diff = compare_worklists(wl, other.accounts, top=50)
-    assert 0.0 <= diff["overlap_share"] <= 1.0
+    by_hand = set(wl.nsmallest(50, "rank")["account_id"]) & set(other.accounts.nsmallest(50, "rank")["account_id"])
+    assert diff["overlap_share"] == len(by_hand) / 50
+    assert diff["overlap_share"] < 1.0  # net and net per minute put different accounts on top

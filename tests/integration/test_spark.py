@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from tests.batchfixtures import AS_OF, assert_worklists_equal, benv  # noqa: F401
+from tests.worklists import AS_OF, assert_worklists_equal
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow]
 
@@ -20,7 +20,7 @@ def spark():
     session.stop()
 
 
-def test_spark_worklist_is_the_local_one(benv, spark, tmp_path):  # noqa: F811
+def test_spark_worklist_is_the_local_one(benv, spark, tmp_path):
     from serving.batch import run_batch
     from serving.batch.spark import run_spark_batch
     from serving.batch.store import read_runs, read_worklist

@@ -9,11 +9,11 @@ from __future__ import annotations
 import json
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
-NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
+from tests.paths import NOTEBOOKS as NOTEBOOK_DIR
+
 NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
 KERNEL = "recoup-test-python"
 
@@ -63,13 +63,6 @@ def kernel_env(tmp_path_factory, monkeypatch_module):
     simulate_to_folder(data / "ar-5000", n_accounts=5000, seed=7, start="2024-01-01", end="2025-12-31")
     monkeypatch_module.setenv("RECOUP_NOTEBOOK_DATA", str(data))
     return root
-
-
-@pytest.fixture(scope="module")
-def monkeypatch_module():
-    mp = pytest.MonkeyPatch()
-    yield mp
-    mp.undo()
 
 
 @pytest.mark.slow

@@ -1,4 +1,4 @@
-"""Ranking rules (code tests on small inline frames) and its determinism with a real model."""
+"""Ranking rules: code tests on small inline frames, each rule alone (with a real model: tests/model/)."""
 
 from __future__ import annotations
 
@@ -141,53 +141,6 @@ def test_reasons_for_the_top_rows_only():
     out = rank(FixedScores([0.5] * 5, [5, 4, 3, 2, 1]), acc, None, cfg(), "m/1", "r", reasons_rows=2).accounts
     assert [len(r) for r in out["reasons"]] == [1, 1, 0, 0, 0]
     assert out["reasons"].iloc[0][0].startswith("raises: balance = 100")
-
-
-@pytest.mark.slow
-def test_two_runs_agree_with_a_real_model():
-    from features.snapshot import account_features, denial_features
-    from tests.modelfixtures import small_model
-
-    model, _, ds, _ = small_model()
-    acc = account_features(ds, "2025-05-01", stats=model.stats_, with_labels=False)
-    den = denial_features(ds, "2025-05-01", stats=model.stats_, with_labels=False)
-    a = rank(model, acc, den, load_ranking_config(), "m/1", "r1", reasons_rows=50)
-    b = rank(model, acc.sample(frac=1, random_state=1), den.sample(frac=1, random_state=2), load_ranking_config(),
-             "m/1", "r1", reasons_rows=50)
-    pd.testing.assert_frame_equal(a.accounts, b.accounts)
-    pd.testing.assert_frame_equal(a.denials, b.denials)
-    assert a.accounts["is_exploration"].any()
-    assert set(a.accounts["next_action"]) <= {"appeal", "correct_and_resubmit", "call", "bill_patient",
-                                              "send_to_agency", "write_off", "hold"}
-
-
-@pytest.mark.slow
-def test_numpy_columns_rank_as_the_dataframes_do():
-    """The API's form (features and worklist as dicts of NumPy arrays) and the batch's (DataFrames)
-    go through the same functions and give the same worklist, value for value."""
-    from features.snapshot import snapshot_features
-    from tests.modelfixtures import small_model
-
-    model, _, ds, _ = small_model()
-    cfg_ = load_ranking_config(overrides={"exploration_share": 0.1})
-    for capacity in (None, 600.0):
-        acc, den = snapshot_features(ds, "2025-05-01", stats=model.stats_, with_labels=False)
-        frames = rank(model, acc, den, cfg_, "m/1", "r1", reasons_rows=40, capacity_minutes=capacity)
-        cols_acc, cols_den = snapshot_features(ds, "2025-05-01", stats=model.stats_, with_labels=False, frames=False)
-        cols = rank(model, cols_acc, cols_den, cfg_, "m/1", "r1", reasons_rows=40, capacity_minutes=capacity,
-                    frames=False)
-        assert len(frames.accounts) > 50 and len(frames.denials) > 5
-        for got, want in ((cols.accounts, frames.accounts), (cols.denials, frames.denials)):
-            assert list(got) == list(want.columns)
-            for c in want.columns:
-                w = want[c].to_numpy()
-                g = got[c]
-                assert len(g) == len(w), c
-                if w.dtype.kind in "fM":
-                    np.testing.assert_array_equal(g.astype(w.dtype), w, err_msg=c)
-                else:
-                    assert [None if v is None or (isinstance(v, float) and np.isnan(v)) else v for v in g.tolist()] == [
-                        None if v is None or (isinstance(v, float) and np.isnan(v)) else v for v in w.tolist()], c
 
 
 def test_no_open_accounts_and_no_denials_give_empty_lists():

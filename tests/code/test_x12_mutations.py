@@ -12,11 +12,10 @@ import pytest
 
 from features.contract import TABLES
 from features.sources.x12 import ingest
+from tests.paths import X12_SAMPLES as SAMPLES
 from tests.x12_writer import VARIATIONS, Style, parse, restyle, with_control_numbers, write
 
-SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples" / "x12"
 FILES = sorted(p for kind in ("835", "837") if (SAMPLES / kind).is_dir() for p in (SAMPLES / kind).iterdir())
-needs_samples = pytest.mark.skipif(not FILES, reason="../shared/samples/x12 is not here")
 
 
 def _read(paths: list[Path]) -> tuple[dict[str, pd.DataFrame], object]:
@@ -39,7 +38,6 @@ def originals() -> tuple:
     return tables, summary
 
 
-@needs_samples
 @pytest.mark.parametrize("variation", list(VARIATIONS))
 def test_every_sample_reads_the_same_in_each_variation(variation: str, originals, tmp_path: Path) -> None:
     style = VARIATIONS[variation]
@@ -61,7 +59,6 @@ def _enveloped() -> list[Path]:
     return [f for f in FILES if f.read_bytes().lstrip(b"\xef\xbb\xbf \r\n").startswith(b"ISA")]
 
 
-@needs_samples
 def test_samples_concatenated_into_one_file_read_as_the_files_do(tmp_path: Path) -> None:
     files = _enveloped()
     assert len(files) > 20
@@ -80,7 +77,6 @@ def test_samples_concatenated_into_one_file_read_as_the_files_do(tmp_path: Path)
     assert summary.files_read == 1
 
 
-@needs_samples
 def test_files_reusing_an_interchange_control_number_are_all_read(tmp_path: Path) -> None:
     """Two different files with the same ISA06/ISA13 (a wrapped counter, another clearinghouse
     account): both are read; and the same content re-sent under another control number adds nothing."""

@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import json
 import shutil
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pandas as pd
@@ -17,14 +15,14 @@ import pytest
 from features.contract import ContractError
 from serving.batch import run_batch
 from serving.batch.store import read_runs, read_worklist
-from tests.batchfixtures import AS_OF, AS_OF_2, assert_worklists_equal, benv  # noqa: F401
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.killpoint import kill_when
+from tests.paths import REPO
+from tests.worklists import AS_OF, AS_OF_2, assert_worklists_equal
 
 pytestmark = pytest.mark.slow
 
 
-def test_two_runs_agree_and_rerun_replaces_the_date(benv, tmp_path):  # noqa: F811
+def test_two_runs_agree_and_rerun_replaces_the_date(benv, tmp_path):
     target = str(tmp_path / "worklist")
     first = run_batch(benv.data, AS_OF, target, benv.model, benv.version_label, keep_result=True)
     stored_first = read_worklist(target)
@@ -56,7 +54,7 @@ def test_two_runs_agree_and_rerun_replaces_the_date(benv, tmp_path):  # noqa: F8
     assert pd.to_datetime(runs["finished_at"]).ge(pd.to_datetime(runs["started_at"])).all()
 
 
-def test_chunks_change_nothing(benv):  # noqa: F811
+def test_chunks_change_nothing(benv):
     """Scored chunks are joined as NumPy columns (`concat_rows`): cutting the accounts into many
     chunks gives the one-chunk worklist (exploration included) with the same column types."""
     from serving.ranking import load_ranking_config
@@ -80,7 +78,7 @@ def _broken_copy(src: Path, dst: Path) -> Path:
     return dst
 
 
-def test_invalid_dataset_stops_before_anything_is_written(benv, tmp_path):  # noqa: F811
+def test_invalid_dataset_stops_before_anything_is_written(benv, tmp_path):
     data = _broken_copy(benv.data, tmp_path / "broken")
     target = tmp_path / "out" / "worklist"
     with pytest.raises(ContractError) as err:
@@ -94,27 +92,16 @@ def test_invalid_dataset_stops_before_anything_is_written(benv, tmp_path):  # no
     assert not (tmp_path / "out").exists()
 
 
-def test_killed_run_leaves_previous_worklist_intact(benv, tmp_path):  # noqa: F811
+def test_killed_run_leaves_previous_worklist_intact(benv, tmp_path):
     target = str(tmp_path / "worklist")
     before = run_batch(benv.data, AS_OF, target, benv.model, benv.version_label)
     old = read_worklist(target)
     old_den = read_worklist(target, kind="denials")
     # `recoup score`, paused once every file is staged and none swapped (tests/killpoint.py)
     proc = subprocess.Popen([sys.executable, "-m", "tests.killpoint", "parquet", "score", str(benv.data),
-                             "--as-of", AS_OF, "--out", target], cwd=ROOT, env=benv.env(),
+                             "--as-of", AS_OF, "--out", target], cwd=REPO, env=benv.env(),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 240
-        while not list(Path(target).glob("as_of=*/.*.tmp")):  # every file staged, none swapped yet
-            assert proc.poll() is None, "the scoring run ended before it was killed"
-            assert time.monotonic() < deadline, "the scoring run never started writing"
-            time.sleep(0.2)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == -signal.SIGKILL
+    kill_when(proc, lambda: bool(list(Path(target).glob("as_of=*/.*.tmp"))))  # every file staged, none swapped
     now = read_worklist(target)
     assert set(now["run_id"]) == {before.run_id}
     assert_worklists_equal(old, now)

@@ -4,17 +4,17 @@ as tables, Parquet-in = Postgres-in = Spark-over-JDBC, and a run killed before i
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
-import time
-from pathlib import Path
+import uuid
 
+import pandas as pd
 import pytest
 
-from tests.batchfixtures import AS_OF, assert_worklists_equal, benv  # noqa: F401
-
-ROOT = Path(__file__).resolve().parents[1]
+from features.contract import TABLES, read_dataset, validate_dataset
+from tests.killpoint import kill_when
+from tests.paths import REPO
+from tests.worklists import AS_OF, assert_worklists_equal
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
@@ -41,7 +41,7 @@ def pg_db():
 
 
 @pytest.fixture(scope="module")
-def loaded(benv, pg_db):  # noqa: F811
+def loaded(benv, pg_db):
     from typer.testing import CliRunner
 
     from recoup_cli import app
@@ -52,7 +52,7 @@ def loaded(benv, pg_db):  # noqa: F811
     return pg_db
 
 
-def test_load_types_keys_and_indexes(loaded, benv):  # noqa: F811
+def test_load_types_keys_and_indexes(loaded, benv):
     import sqlalchemy as sa
 
     engine = sa.create_engine(loaded)
@@ -82,7 +82,7 @@ def test_load_types_keys_and_indexes(loaded, benv):  # noqa: F811
     assert counts["transactions"] == len(benv.dataset["transactions"])
 
 
-def test_parquet_in_postgres_in_and_postgres_out_agree(loaded, benv, tmp_path):  # noqa: F811
+def test_parquet_in_postgres_in_and_postgres_out_agree(loaded, benv, tmp_path):
     from typer.testing import CliRunner
 
     from features.contract import read_dataset
@@ -126,7 +126,7 @@ def test_parquet_in_postgres_in_and_postgres_out_agree(loaded, benv, tmp_path): 
     assert list(runs["n_accounts"]) == [len(b), len(b)]
 
 
-def test_killed_sql_run_leaves_previous_table(loaded, benv):  # noqa: F811
+def test_killed_sql_run_leaves_previous_table(loaded, benv):
     import sqlalchemy as sa
 
     from serving.batch import run_batch
@@ -137,26 +137,19 @@ def test_killed_sql_run_leaves_previous_table(loaded, benv):  # noqa: F811
     old = read_worklist(target)
     # `recoup score`, paused before the worklist's transaction commits (tests/killpoint.py)
     proc = subprocess.Popen([sys.executable, "-m", "tests.killpoint", "sql", "score", loaded, "--as-of", AS_OF,
-                             "--out", target], cwd=ROOT, env=benv.env(),
+                             "--out", target], cwd=REPO, env=benv.env(),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     engine = sa.create_engine(loaded)
+
+    def uncommitted() -> bool:  # the run has deleted and re-inserted the date's rows, not committed
+        with engine.connect() as conn:
+            return bool(conn.exec_driver_sql(
+                "SELECT count(*) FROM pg_stat_activity WHERE state = 'idle in transaction' "
+                "AND datname = current_database() AND query ILIKE 'INSERT INTO killed_drift%%'").scalar())
+
     try:
-        deadline = time.monotonic() + 240
-        while True:  # wait until the run has deleted and re-inserted the date's rows, uncommitted
-            with engine.connect() as conn:
-                waiting = conn.exec_driver_sql(
-                    "SELECT count(*) FROM pg_stat_activity WHERE state = 'idle in transaction' "
-                    "AND datname = current_database() AND query ILIKE 'INSERT INTO killed_drift%%'").scalar()
-            if waiting:
-                break
-            assert proc.poll() is None, "the scoring run ended before it was killed"
-            assert time.monotonic() < deadline, "the scoring run never started writing"
-            time.sleep(0.2)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=30)
+        kill_when(proc, uncommitted)
     finally:
-        if proc.poll() is None:
-            proc.kill()
         engine.dispose()
     now = read_worklist(target)
     assert set(now["run_id"]) == {before.run_id}
@@ -165,7 +158,7 @@ def test_killed_sql_run_leaves_previous_table(loaded, benv):  # noqa: F811
 
 
 @pytest.mark.spark
-def test_spark_reads_postgres(loaded, benv):  # noqa: F811
+def test_spark_reads_postgres(loaded, benv):
     pytest.importorskip("pyspark")
     from serving.batch import run_batch
     from serving.batch.spark import run_spark_batch, spark_session
@@ -176,3 +169,29 @@ def test_spark_reads_postgres(loaded, benv):  # noqa: F811
     assert dist.info["reader"] in ("jdbc", "sqlalchemy")
     assert_worklists_equal(local.ranked.accounts, dist.ranked.accounts)
     assert_worklists_equal(local.ranked.denials, dist.ranked.denials)
+
+
+def test_sql_url_reader(small_dataset):
+    sa = pytest.importorskip("sqlalchemy")
+    url = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+    engine = sa.create_engine(url)
+    schema = f"recoup_test_reader_{os.getpid()}_{uuid.uuid4().hex[:6]}"  # other runs share the server
+    with engine.begin() as conn:
+        conn.execute(sa.text(f"DROP SCHEMA IF EXISTS {schema} CASCADE"))
+        conn.execute(sa.text(f"CREATE SCHEMA {schema}"))
+    ds = small_dataset
+    with engine.begin() as conn:
+        for name, df in ds.tables.items():
+            df.to_sql(name, conn, schema=schema, index=False)
+    engine.dispose()
+    again = read_dataset(f"{url}?options=-csearch_path%3D{schema}")
+    for name, df in ds.tables.items():
+        key = list(TABLES[name].key)
+        expected = df.sort_values(key, na_position="first").reset_index(drop=True)
+        got = again[name].sort_values(key, na_position="first").reset_index(drop=True)
+        pd.testing.assert_frame_equal(expected, got, obj=name)
+    validate_dataset(again)
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
+    engine.dispose()

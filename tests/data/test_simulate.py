@@ -9,16 +9,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.contract import read_dataset
 from features.sources.simulate import simulate_to_folder
-from tests.simdata import SMALL, small_dataset_dir
 
 SIGN = {"charge": 1, "refund": 1, "payment_reversal": 1}
 
 
 @pytest.fixture(scope="module")
-def ds():
-    return read_dataset(small_dataset_dir())
+def ds(small_dataset):
+    return small_dataset
 
 
 def test_same_seed_same_bytes(tmp_path: Path):
@@ -81,12 +79,12 @@ def _recovered(tx: pd.DataFrame, t: pd.Timestamp, h: int) -> pd.Series:
 
 
 @pytest.mark.slow
-def test_truth_matches_the_simulators_own_outcomes(ds):
+def test_truth_matches_the_simulators_own_outcomes(small_data, ds):
     """Truth is exact, so in every band of true probability the realised payment rate agrees with it."""
-    truth = pd.read_parquet(small_dataset_dir() / "_truth" / "accounts.parquet")
+    truth = pd.read_parquet(small_data / "_truth" / "accounts.parquet")
     rows = []
     for t, g in truth.groupby("as_of"):
-        if t + pd.Timedelta(days=60) > pd.Timestamp(SMALL["end"]) or t < pd.Timestamp("2024-03-01"):
+        if t + pd.Timedelta(days=60) > ds.extract_date or t < pd.Timestamp("2024-03-01"):
             continue
         rec = g.account_id.map(_recovered(ds["transactions"], t, 60)).fillna(0.0)
         rows.append(g.assign(paid=(rec > 0.005).astype(float), dollars=rec.to_numpy()))
@@ -103,8 +101,8 @@ def test_truth_matches_the_simulators_own_outcomes(ds):
     assert roc_auc_score(df.paid, df.p_payment) > 0.8
 
 
-def test_denial_truth_is_a_probability_per_denial(ds):
-    dt = pd.read_parquet(small_dataset_dir() / "_truth" / "denials.parquet")
+def test_denial_truth_is_a_probability_per_denial(small_data, ds):
+    dt = pd.read_parquet(small_data / "_truth" / "denials.parquet")
     assert dt.claim_id.is_unique and dt.p_overturn_if_worked.between(0, 1).all()
     by_code = dt.groupby("reason_code").p_overturn_if_worked.mean()
     assert by_code["29"] < 0.1 < 0.6 < by_code["16"]  # timely filing almost never, missing info mostly

@@ -11,7 +11,6 @@ import copy
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,12 +20,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tests.paths import REPO
+from tests.servers import recoup_serve
+
 pytestmark = pytest.mark.slow
 
 TOKEN = "test-token-123"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 AS_OF = pd.Timestamp("2025-06-01")
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -376,7 +377,9 @@ def test_parity_with_the_nightly_batch(env, client, open_ids):
 
     v1 = env["versions"][0]
     model = load_bundle("recoup", version=v1, tracking_uri=env["uri"])  # the batch's own copy
-    res = run_batch(None, AS_OF, None, model, f"recoup/{v1}", dataset=env["ds"], keep_result=True)
+    # reasons for every row, as the API gives them
+    res = run_batch(None, AS_OF, None, model, f"recoup/{v1}", dataset=env["ds"], keep_result=True,
+                    reasons_rows=100_000)
     batch = res.ranked.accounts.set_index("account_id")
     bden = res.ranked.denials
     with_denials = sorted(set(bden["account_id"]) & set(open_ids))[:3]
@@ -386,12 +389,12 @@ def test_parity_with_the_nightly_batch(env, client, open_ids):
         b = batch.loc[x["account_id"]]
         for col in ("p_payment", "expected_recovery", "expected_net", "balance"):
             assert x[col] == pytest.approx(float(b[col]), abs=1e-9, rel=0), (x["account_id"], col)
-        if np.isfinite(b["priority"]):
-            assert x["priority"] == pytest.approx(float(b["priority"]), abs=1e-9, rel=0)
+        # a held account has no priority (null in the API, NaN in the batch)
+        assert (x["priority"] is None) == (not np.isfinite(b["priority"])), x["account_id"]
+        assert x["priority"] is None or x["priority"] == pytest.approx(float(b["priority"]), abs=1e-9, rel=0)
         assert x["next_action"] == b["next_action"] and x["model_version"] == b["model_version"]
         assert x["is_exploration"] == bool(b["is_exploration"])
-        if len(b["reasons"]):
-            assert x["reasons"] == list(b["reasons"])
+        assert x["reasons"] == list(b["reasons"])
         mine = {d["claim_id"]: d for d in x["denials"]}
         theirs = bden[bden["account_id"] == x["account_id"]]
         assert set(mine) == set(theirs["claim_id"])
@@ -399,6 +402,7 @@ def test_parity_with_the_nightly_batch(env, client, open_ids):
             assert mine[d.claim_id]["p_overturn"] == pytest.approx(d.p_overturn, abs=1e-9, rel=0)
             assert mine[d.claim_id]["expected_recovery"] == pytest.approx(d.expected_recovery, abs=1e-9, rel=0)
     assert with_denials, "the simulated data should have open denials at the as-of date"
+    assert any(x["priority"] is not None for x in got) and any(x["reasons"] for x in got)
 
 
 def test_fuzz_finds_no_5xx(env, client, open_ids):
@@ -447,62 +451,35 @@ def test_fuzz_finds_no_5xx(env, client, open_ids):
 # ----------------------------------------------------------------------------- processes
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_recoup_serve_end_to_end(env, open_ids, tmp_path):
     """`recoup serve` in a subprocess over HTTP: auth, /score, and SIGHUP reloading a moved alias."""
     import httpx
 
     v1, v2 = env["versions"]
-    port = _free_port()
+    log_path = tmp_path / "serve.log"
     penv = {**os.environ, "RECOUP_API_TOKEN": TOKEN, "RECOUP_MAX_ACCOUNTS": "2"}  # a variable as the way in
-    penv.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    log_file = open(tmp_path / "serve.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "recoup_cli", "serve", "--host", "127.0.0.1", "--port", str(port),
-                             "--tracking-uri", env["uri"]], cwd=ROOT, env=penv, stdout=log_file,
-                            stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
+    body = _body(env, open_ids[:2])
     try:
-        deadline = time.time() + 90
-        while time.time() < deadline:
-            try:
-                if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
+        with recoup_serve(["--tracking-uri", env["uri"]], penv, log_path) as (base, proc):
+            assert httpx.post(f"{base}/score", json=body, timeout=30).status_code == 401
+            r = httpx.post(f"{base}/score", json=body, headers=AUTH, timeout=30)
+            assert r.status_code == 200 and r.json()["model_version"] == f"recoup/{v1}"
+            r = httpx.post(f"{base}/score", json=_body(env, open_ids[:3]), headers=AUTH, timeout=30)
+            assert r.status_code == 413 and "too many accounts" in r.json()["error"]
+            assert r.json()["fields"] == ["accounts"]
+            _set_alias(env, v2)
+            proc.send_signal(signal.SIGHUP)
+            for _ in range(120):
+                got = httpx.post(f"{base}/score", json=body, headers=AUTH, timeout=30)
+                assert got.status_code == 200  # answered all along: no downtime while reloading
+                if got.json()["model_version"] == f"recoup/{v2}":
                     break
-            except httpx.HTTPError:
-                pass
-            assert proc.poll() is None, (tmp_path / "serve.log").read_text()[-3000:]
-            time.sleep(0.5)
-        else:
-            pytest.fail("recoup serve did not become ready: " + (tmp_path / "serve.log").read_text()[-3000:])
-        body = _body(env, open_ids[:2])
-        assert httpx.post(f"{base}/score", json=body, timeout=30).status_code == 401
-        r = httpx.post(f"{base}/score", json=body, headers=AUTH, timeout=30)
-        assert r.status_code == 200 and r.json()["model_version"] == f"recoup/{v1}"
-        r = httpx.post(f"{base}/score", json=_body(env, open_ids[:3]), headers=AUTH, timeout=30)
-        assert r.status_code == 413 and "too many accounts" in r.json()["error"] and r.json()["fields"] == ["accounts"]
-        _set_alias(env, v2)
-        proc.send_signal(signal.SIGHUP)
-        for _ in range(120):
-            got = httpx.post(f"{base}/score", json=body, headers=AUTH, timeout=30)
-            assert got.status_code == 200  # answered all along: no downtime while reloading
-            if got.json()["model_version"] == f"recoup/{v2}":
-                break
-            time.sleep(0.25)
-        else:
-            pytest.fail("SIGHUP did not reload the moved alias")
+                time.sleep(0.25)
+            else:
+                pytest.fail("SIGHUP did not reload the moved alias")
     finally:
         _set_alias(env, v1)
-        proc.terminate()
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log_file.close()
-    log_text = (tmp_path / "serve.log").read_text()
+    log_text = log_path.read_text()
     assert "reload on SIGHUP" in log_text
     for h in body["accounts"]:
         assert h["account"]["account_id"] not in log_text
@@ -510,7 +487,7 @@ def test_recoup_serve_end_to_end(env, open_ids, tmp_path):
 
 def test_recoup_serve_refuses_to_start_without_a_token(env):
     penv = {k: v for k, v in os.environ.items() if k != "RECOUP_API_TOKEN"}
-    out = subprocess.run([sys.executable, "-m", "recoup_cli", "serve", "--port", "1"], cwd=ROOT, env=penv,
+    out = subprocess.run([sys.executable, "-m", "recoup_cli", "serve", "--port", "1"], cwd=REPO, env=penv,
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 2 and "RECOUP_API_TOKEN" in out.stderr and "--no-auth" in out.stderr
 
@@ -518,7 +495,7 @@ def test_recoup_serve_refuses_to_start_without_a_token(env):
 def test_bentoml_build(tmp_path):
     penv = {**os.environ, "BENTOML_HOME": str(tmp_path / "bentoml"), "BENTOML_DO_NOT_TRACK": "true"}
     bentoml = Path(sys.executable).with_name("bentoml")
-    out = subprocess.run([str(bentoml), "build", "-f", "serving/bentofile.yaml", "--output", "tag"], cwd=ROOT,
+    out = subprocess.run([str(bentoml), "build", "-f", "serving/bentofile.yaml", "--output", "tag"], cwd=REPO,
                          env=penv, capture_output=True, text=True, timeout=170)
     assert out.returncode == 0, out.stderr[-3000:]
     bento = next((tmp_path / "bentoml" / "bentos" / "recoup").glob("*/bento.yaml"))

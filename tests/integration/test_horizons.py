@@ -7,22 +7,18 @@ features used a literal 120-day horizon and training and serving quietly disagre
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from tests.servers import recoup_serve, service_env
+
 pytestmark = pytest.mark.slow
 
 H2 = 75  # not the default 120
 TOKEN = "horizons-token"
-ROOT = Path(__file__).resolve().parents[1]
 SMALL = {"payment_model": {"n_estimators": 60}, "amount_model": {"n_estimators": 60},
          "overturn_model": {"n_estimators": 40}, "snapshots": {"max_as_of_dates": 9}, "overturn_horizon_days": H2}
 POOLED = ["payer_denial_rate", "payer_overturn_rate", "payer_group_overturn_rate", "payer_paid_to_billed",
@@ -72,44 +68,13 @@ def test_training_snapshots_read_the_pooled_rates_of_the_configured_horizon(trai
     assert not np.allclose(got["payer_overturn_rate"], other["payer_overturn_rate"])
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _score_over_http(uri: str, body: dict, log_path: Path) -> dict:
     """POST /score to `recoup serve` (a subprocess serving the registry's champion)."""
     import httpx
 
-    port = _free_port()
-    env = {**os.environ, "RECOUP_API_TOKEN": TOKEN, "RECOUP_MODEL_ALIAS": "champion"}
-    for k in ("PROMETHEUS_MULTIPROC_DIR", "RECOUP_NO_AUTH", "RECOUP_MODEL_VERSION"):
-        env.pop(k, None)
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "recoup_cli", "serve", "--host", "127.0.0.1", "--port",
-                                 str(port), "--tracking-uri", uri], cwd=ROOT, env=env, stdout=log,
-                                stderr=subprocess.STDOUT)
-        base = f"http://127.0.0.1:{port}"
-        try:
-            deadline = time.time() + 90
-            while time.time() < deadline:
-                try:
-                    if httpx.get(f"{base}/readyz", timeout=2).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                assert proc.poll() is None, log_path.read_text()[-3000:]
-                time.sleep(0.5)
-            else:
-                pytest.fail("recoup serve did not become ready: " + log_path.read_text()[-3000:])
-            res = httpx.post(f"{base}/score", json=body, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=60)
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+    env = service_env(RECOUP_API_TOKEN=TOKEN, RECOUP_MODEL_ALIAS="champion")
+    with recoup_serve(["--tracking-uri", uri], env, log_path) as (base, _):
+        res = httpx.post(f"{base}/score", json=body, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=60)
     assert res.status_code == 200, res.text
     return res.json()
 
