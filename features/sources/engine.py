@@ -126,7 +126,7 @@ def open_accounts(mem: Memory) -> np.ndarray:
     return np.flatnonzero(np.isin(mem.state, ch.OPEN_STATES))
 
 
-def _by_state(state: np.ndarray, ix: np.ndarray):
+def by_state(state: np.ndarray, ix: np.ndarray):
     """(state, rows of ix) for each state present (for the patient block: the array of its accounts'
     states, see `chain.is_patient`), in state order."""
     if not len(ix):
@@ -203,7 +203,7 @@ def office_work(P: dict, mem: Memory, d: int, seed: int, rec: Recorder, cfg: Off
     clk = mem.clocks(P)
     live = open_accounts(mem)
     chosen, acts, props, expl = [], [], [], []
-    for s, rows in _by_state(mem.state, live):
+    for s, rows in by_state(mem.state, live):
         ix = live[rows]
         options = office_probabilities(s, d, P, ix, clk, cfg)
         if not options:
@@ -234,7 +234,7 @@ def natural_step(P: dict, mem: Memory, d: int, seed: int, rec: Recorder, live: n
     clk = mem.clocks(P)
     new_state = state.copy()
     u_all = uniforms(seed, P["gid"][live], d, S_NATURAL)
-    for s, rows in _by_state(state, live):
+    for s, rows in by_state(state, live):
         ix, u = live[rows], u_all[rows]
         if np.ndim(s) == 0 and s == ch.NOT_STARTED:
             today = P["service_day"][ix] == d
@@ -269,3 +269,20 @@ def step_day(P: dict, mem: Memory, d: int, seed: int, rec: Recorder, office: Off
     if office is not None:
         office_work(P, mem, d, seed, rec, office)
     natural_step(P, mem, d, seed, rec)
+
+
+REPLICA_STRIDE = 1 << 40  # account and guarantor keys of copy r are offset by r * this: independent streams
+
+
+def replicate(P: dict, mem: Memory, copies: int) -> tuple[dict, Memory]:
+    """`copies` independent copies of every account (same latent draw and state, their own random
+    streams): copy r of account i is row r * n + i. For estimates by simulation over many runs."""
+    n = P["n"]
+    out: dict = {"n": n * copies, "first": P["first"], "mech": P["mech"]}
+    for k, v in P.items():
+        if isinstance(v, np.ndarray) and len(v) == n:
+            out[k] = np.concatenate([v] * copies)
+    offset = np.repeat(np.arange(copies, dtype=np.int64) * REPLICA_STRIDE, n)
+    out["gid"] = out["gid"] + offset
+    out["guarantor_gid"] = out["guarantor_gid"] + offset
+    return out, Memory(**{k: np.concatenate([v] * copies) for k, v in mem.__dict__.items()})
