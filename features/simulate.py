@@ -413,6 +413,20 @@ def _one_chunk(cfg: SimConfig, c: int, stream: np.random.SeedSequence):
     return c, tables, truth
 
 
+def draw_arrivals(config: dict, n: int, first: int, first_day: int, days: int, seed: int) -> dict:
+    """The latent draw of `n` accounts (global ids from `first`) whose service dates fall in the
+    `days` days from day `first_day`: the patients an office keeps receiving (the arena's inflow).
+    `config` is the run's `_truth/simulation.json`."""
+    payers = make_payers(int(config["seed"]))
+    mech = latent.mechanics_of(config)
+    rng = np.random.default_rng([int(config["seed"]), 99, int(seed)])
+    P = _draw_accounts(rng, n, first, days + 7, payers, mech)
+    for k in ("service_day", "submit_day"):
+        P[k] = P[k] + first_day
+    P["tf_day"] = np.where(P["tf_day"] < BIG, P["tf_day"] + first_day, BIG)
+    return P
+
+
 def simulate_chunks(cfg: SimConfig, workers: int = 1):
     """Yield (chunk, tables, truth) in chunk order; each chunk has its own seeded stream, so the
     output does not depend on how many worker processes made it."""

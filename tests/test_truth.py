@@ -5,10 +5,6 @@ latent behaviour."""
 
 from __future__ import annotations
 
-import functools
-import tempfile
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -17,17 +13,10 @@ from features.sources import chain as ch
 from features.sources import engine as en
 from features.sources import latent, truth
 from features.sources.office import office_probabilities
+from tests.simdata import small_office_dir as _office
 
 H = 30
 COPIES = 150
-
-
-@functools.cache
-def _office() -> Path:
-    from features.simulate import simulate_to_folder
-
-    root = Path(tempfile.mkdtemp(prefix="recoup-truth-"))
-    return simulate_to_folder(root / "data", 2500, seed=5, start="2024-01-01", end="2024-12-31")
 
 
 @pytest.fixture(scope="module")

@@ -167,14 +167,17 @@ def note_forfeits(P: dict, mem: Memory, d: int, rec: Recorder) -> None:
 
 def do_work(P: dict, mem: Memory, d: int, seed: int, rec: Recorder, ix: np.ndarray, actions: np.ndarray,
             propensity: np.ndarray, exploration: np.ndarray, draws: np.ndarray | None = None,
-            collector: np.ndarray | None = None) -> None:
-    """Do one action on each of the accounts ix (distinct) on the morning of day d."""
+            collector: np.ndarray | None = None, minutes: np.ndarray | None = None) -> None:
+    """Do one action on each of the accounts ix (distinct) on the morning of day d; `draws` (one
+    uniform per account, default its own) decide the outcomes, `minutes` (default the action's) are
+    logged with the work."""
     if not len(ix):
         return
-    minutes = P["mech"].minutes_of()
+    if minutes is None:
+        minutes = P["mech"].minutes_of()[actions]
     clk = mem.clocks(P)
     u = uniforms(seed, P["gid"][ix], d, S_JUMP) if draws is None else draws
-    rec.work_row(mem, ix, d, actions, minutes[actions], propensity, exploration, mem.claim[ix].astype(np.int64),
+    rec.work_row(mem, ix, d, actions, minutes, propensity, exploration, mem.claim[ix].astype(np.int64),
                  np.full(len(ix), None, dtype=object) if collector is None else collector)
     keys = actions.astype(np.int64) * 64 + ch.blocks(mem.state[ix].astype(np.int64))
     for key in np.unique(keys):

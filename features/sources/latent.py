@@ -60,6 +60,14 @@ def config_dict(cfg) -> dict:
     return out
 
 
+def mechanics_of(cfg: dict) -> Mechanics:
+    """The `Mechanics` stored in a `simulation.json` (JSON lists back to tuples)."""
+    def tup(v):
+        return tuple(tup(x) for x in v) if isinstance(v, list) else v
+
+    return Mechanics(**{k: tup(v) for k, v in cfg["mechanics"].items()})
+
+
 def read_office(folder: str | Path) -> tuple[dict, dict, Memory, Mechanics, OfficeConfig]:
     """(configuration, latent variables, memory at the extract date, mechanics, office) of a
     simulated dataset folder; a clear error if the folder was not written by `recoup simulate`."""
@@ -69,9 +77,7 @@ def read_office(folder: str | Path) -> tuple[dict, dict, Memory, Mechanics, Offi
         raise ValueError(f"{folder} has no simulator state ({CONFIG_FILE}, {LATENT_TABLE}.parquet): the arena "
                          "continues an office written by `recoup simulate` (with --truth)")
     cfg = json.loads(cfg_path.read_text())
-    mech_d = dict(cfg["mechanics"])
-    mech = Mechanics(**{k: tuple(tuple(x) if isinstance(x, list) else x for x in v) if isinstance(v, list) else v
-                        for k, v in mech_d.items()})
+    mech = mechanics_of(cfg)
     office = OfficeConfig(**cfg["office"])
     P, mem = from_frame(pd.read_parquet(latent_path), mech)
     return cfg, P, mem, mech, office
