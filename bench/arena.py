@@ -57,7 +57,8 @@ def main() -> None:
         r["share_of_oracle"] = round(r["collected_because_of_work"] / oracle, 4) if oracle else None
     print(json.dumps({
         "accounts": args.accounts if args.data is None else None, "seed": args.seed, "arena_seed": args.arena_seed,
-        "days": args.days, "collectors": args.collectors, "minutes": args.minutes, **report["office"],
+        "days": args.days, "collectors": args.collectors, "minutes": args.minutes,
+        "open_accounts": report["office"]["open_accounts"], "first_day": report["office"]["first_day"],
         "simulate_s": round(t_sim, 1), "train_s": round(t_train, 1), "arena_s": round(report["seconds"], 1),
         "policies": report["summary"], "out": str(out),
     }, indent=2))

@@ -33,6 +33,8 @@ ACTIVITY_TYPES = (
     "bankruptcy_notice", "agency_placement",
 )
 
+CLAIM_ACK_SOURCES = ("277CA", "999")
+CLAIM_ACK_STATUSES = ("accepted", "rejected", "pended")
 WORK_ACTIONS = (
     "status_call", "resubmit", "send_information", "appeal", "correct_and_resubmit", "patient_call", "statement",
     "payment_plan_offer", "dispute_underpayment", "send_to_agency", "write_off",
@@ -258,6 +260,22 @@ TABLES: dict[str, Table] = {
             optional=True,
             unique_key=False,
             doc="835 provider-level adjustments (PLB); they belong to no claim.",
+        ),
+        Table(
+            "claim_acks", ("ack_id",),
+            {
+                "ack_id": Col("str"),
+                "claim_id": Col("str"),
+                "received_date": Col("date"),
+                "source": Col("str", enum=CLAIM_ACK_SOURCES),
+                "status": Col("str", enum=CLAIM_ACK_STATUSES),
+                "category_code": Col("str", nullable=True, doc="STC01-1"),
+                "status_code": Col("str", nullable=True, doc="STC01-2"),
+            },
+            event_time="received_date",
+            references=(Ref("claim_id", "claims", "claim_id"),),
+            optional=True,
+            doc="Claim acknowledgments (277CA, 999): accepted into adjudication, rejected at the front door, pended.",
         ),
         Table(
             "work", ("work_id",),

@@ -145,10 +145,12 @@ def make_payers(seed: int) -> pd.DataFrame:
                 speed=float(np.exp(rng.normal(0, 0.25))), deny_mult=float(np.exp(rng.normal(0, 0.2))),
                 allowed_mult=float(np.exp(rng.normal(0, 0.08))), overturn_shift=float(rng.normal(0, 0.25)),
                 lost_mult=float(np.exp(rng.normal(0, 0.6))), pend_mult=float(np.exp(rng.normal(0, 0.4))),
+                reject_mult=float(np.exp(rng.normal(0, 0.5))),
             ))
     rows.append(dict(payer_id="SELFPAY", payer_name="Self pay", financial_class="self_pay",
                      timely_filing_days=None, appeal_window_days=None, speed=1.0, deny_mult=1.0,
-                     allowed_mult=1.0, overturn_shift=0.0, lost_mult=0.0, pend_mult=0.0))
+                     allowed_mult=1.0, overturn_shift=0.0, lost_mult=0.0, pend_mult=0.0,
+                     reject_mult=0.0))
     df = pd.DataFrame(rows)
     df["timely_filing_days"] = df["timely_filing_days"].astype("Int64")
     df["appeal_window_days"] = df["appeal_window_days"].astype("Int64")
@@ -212,6 +214,8 @@ def _draw_accounts(rng: np.random.Generator, n: int, first: int, n_days: int, pa
     # is denied CO-16, so a claim that will pend carries that cause
     P["p_lost"] = np.where(P["late_filed"] | selfpay, 0.0,
                            np.clip(mech.lost_rate * insured["lost_mult"].to_numpy()[payer_ix], 0, 0.5))
+    P["p_reject"] = np.where(P["late_filed"] | selfpay, 0.0,
+                             np.clip(mech.reject_rate * insured["reject_mult"].to_numpy()[payer_ix], 0, 0.5))
     P["will_pend"] = (rng.random(n) < mech.pend_rate * insured["pend_mult"].to_numpy()[payer_ix]) & ~P["late_filed"]
     carc = np.where(P["will_pend"], MISSING_INFO_CARC, carc)
     P["carc"] = np.where(P["late_filed"], TIMELY_CARC, carc)

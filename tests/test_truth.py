@@ -44,8 +44,8 @@ def _dollars(P, mem, t: int, seed: int, ix=None, action=None) -> tuple[np.ndarra
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("action", [ch.STATUS_CALL, ch.SEND_INFORMATION, ch.APPEAL, ch.CORRECT, ch.PATIENT_CALL,
-                                    ch.STATEMENT, ch.PLAN_OFFER, ch.WRITE_OFF])
+@pytest.mark.parametrize("action", [ch.STATUS_CALL, ch.RESUBMIT, ch.SEND_INFORMATION, ch.APPEAL, ch.CORRECT,
+                                    ch.PATIENT_CALL, ch.STATEMENT, ch.PLAN_OFFER, ch.WRITE_OFF])
 def test_forced_action_matches_the_truth_per_decile(office, action):
     P, mem, t, _ = office
     _, act = truth.truth_at(P, mem.state, mem.clocks(P), t, H, None)

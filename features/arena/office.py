@@ -22,10 +22,10 @@ from features.sources import latent
 from features.sources.engine import Memory
 from features.sources.office import OfficeConfig
 
-INSURANCE_SIDE = ("unbilled", "at_payer", "pended", "denied", "in_review", "denial_closed", "secondary")
-# the obvious rule: appeal a denial, call about a claim, send what a pend asks for, call the patient
+# the obvious rule: appeal a denial, call about a claim, fix a rejection, send what a pend asks for,
+# call the patient
 OBVIOUS_ACTION = {"at_payer": "status_call", "in_review": "status_call", "secondary": "status_call",
-                  "pended": "send_information", "denied": "appeal", "patient": "patient_call"}
+                  "rejected": "resubmit", "pended": "send_information", "denied": "appeal", "patient": "patient_call"}
 
 
 def subset(P: dict, rows: np.ndarray) -> dict:
@@ -117,7 +117,7 @@ def observed_accounts(P: dict, mem: Memory, day: int, start: pd.Timestamp) -> pd
         m = state == s
         bal[m] = ch.balance(P, int(s), ix[m])
     clk = mem.clocks(P)
-    insurance = np.isin(status, INSURANCE_SIDE)
+    insurance = np.isin(status, ch.INSURANCE_STATUSES)
     denied = np.isin(status, ("denied", "denial_closed"))
 
     def dates(days: np.ndarray) -> np.ndarray:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from features.arena.rules import INSURANCE_STATUSES
 from features.sources import chain as ch
 
 
@@ -72,7 +71,7 @@ def randomized(share: float = 0.5, salt: int = 7):
     def policy(day) -> pd.DataFrame:
         acc = day.accounts
         acc = acc[acc["status"] != "hold"]
-        insurance = acc[acc["status"].isin(INSURANCE_STATUSES)]
+        insurance = acc[acc["status"].isin(ch.INSURANCE_STATUSES)]
         patients = acc[acc["status"] == "patient"].sort_values("account_id").drop_duplicates("guarantor_id")
         rows = []
         for units, person in ((insurance, False), (patients, True)):

@@ -28,7 +28,6 @@ NO_WORK = ("idle", "wait", "hold", None)
 # recoup's next actions (serving/ranking.py) in the simulator's terms; "call" depends on the balance
 ALIASES = {"bill_patient": "statement", "appeal": "appeal", "correct_and_resubmit": "correct_and_resubmit",
            "send_to_agency": "send_to_agency", "write_off": "write_off", "payment_plan": "payment_plan_offer"}
-INSURANCE_STATUSES = ("unbilled", "at_payer", "pended", "denied", "in_review", "denial_closed", "secondary")
 
 
 @dataclass
@@ -64,7 +63,7 @@ def resolve(action, status: str) -> int | None:
     if action in NO_WORK or (isinstance(action, float) and np.isnan(action)):
         return None
     if action == "call":  # a call on an insurance balance is a status call; on a patient balance, a patient call
-        return ch.STATUS_CALL if status in INSURANCE_STATUSES else ch.PATIENT_CALL
+        return ch.STATUS_CALL if status in ch.INSURANCE_STATUSES else ch.PATIENT_CALL
     name = ALIASES.get(action, action)
     if name not in ch.ACTIONS:
         allowed = ", ".join([*ch.ACTIONS, "call", *ALIASES, "idle", "wait", "hold"])

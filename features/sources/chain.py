@@ -23,8 +23,9 @@ How A/R behaves here (each figure is a default of `Mechanics`, configurable):
   does not hurry it. A few percent of submissions are lost (never received; more for some payers):
   they are paid only after a status call (or a resubmission) resubmits them, and only while the
   payer's timely-filing limit (from the service date) allows; after it a resubmission is denied
-  CO-29 and the claim is forfeited. Some claims are pended for information: paid once it is sent,
-  denied CO-16 (missing information) if it never is.
+  CO-29 and the claim is forfeited. Some claims are rejected at the front door (a 277CA rejection in
+  `claim_acks`): never adjudicated unless corrected and resubmitted, in time. Some are pended for
+  information: paid once it is sent, denied CO-16 (missing information) if it never is.
 - Denials are overturned only when worked (appeal, or corrected claim, as the CARC calls for; the
   other kind of work succeeds less often) inside the payer's appeal window; after it, nothing.
 - Patients. Each guarantor (the person who pays) has a latent type: some pay whatever is done
@@ -53,7 +54,8 @@ import numpy as np
  DENIED_FINAL, TF_DENIED, SEC_1, SEC_2) = range(17)
 PAT_FIRST = 17  # PAT(stage 1-4, engagement 0-2): 17 + 3 * (stage - 1) + engagement
 PLAN_3, PLAN_2, PLAN_1, FA_PENDING, BANKRUPT, CLOSED_PAID, CLOSED_WRITEOFF, CLOSED_AGENCY = range(29, 37)
-N_STATES = 37
+REJECTED = 37  # rejected at the payer's front door (277CA): never adjudicated unless resubmitted
+N_STATES = 38
 ENGAGEMENT_LEVELS = 3
 PAT_STATES = tuple(range(PAT_FIRST, PAT_FIRST + 12))
 PLAN_STATES = (PLAN_3, PLAN_2, PLAN_1)
@@ -94,13 +96,17 @@ def observed(s) -> str:
 OBSERVED = np.array(
     ["not_started", "unbilled", "at_payer", "at_payer", "at_payer", "at_payer", "pended", "at_payer", "denied",
      "in_review", "in_review", "in_review", "in_review", "denial_closed", "denial_closed", "secondary", "secondary"]
-    + ["patient"] * 12 + ["hold"] * 5 + ["closed"] * 3, dtype=object)
+    + ["patient"] * 12 + ["hold"] * 5 + ["closed"] * 3 + ["rejected"], dtype=object)
+
+# the statuses of a balance still with a payer (the rest is the patient's)
+INSURANCE_STATUSES = ("unbilled", "at_payer", "rejected", "pended", "denied", "in_review", "denial_closed",
+                      "secondary")
 
 # ----------------------------------------------------------------------------- events
 (EV_CHARGE, EV_SUBMIT, EV_PAID, EV_DENY, EV_APPEAL, EV_CORRECT, EV_OVERTURN, EV_UPHELD, EV_SEC_PAID, EV_PAT_PAY,
  EV_PLAN_START, EV_INSTALLMENT, EV_PLAN_DEFAULT, EV_FA_APP, EV_CHARITY, EV_FA_DENIED, EV_BANKRUPTCY, EV_BK_WO,
  EV_AGENCY, EV_REVERSAL, EV_STATEMENT, EV_CALL_ATTEMPT, EV_CALL_CONTACT, EV_LETTER, EV_NONE, EV_PEND, EV_RESUBMIT,
- EV_TF_DENY, EV_WRITEOFF, EV_FORFEIT) = range(30)
+ EV_TF_DENY, EV_WRITEOFF, EV_FORFEIT, EV_REJECT) = range(31)
 PAYMENT_EVENTS = (EV_PAID, EV_OVERTURN, EV_SEC_PAID, EV_PAT_PAY, EV_INSTALLMENT)
 
 # ----------------------------------------------------------------------------- actions (DESIGN.md's `work.action`)
@@ -114,6 +120,7 @@ CLAIM_ACTIONS = (STATUS_CALL, RESUBMIT, SEND_INFORMATION, APPEAL, CORRECT, DISPU
 # the work the office can do in each observed status (send_to_agency also needs the 501(r) date)
 FEASIBLE = {
     "at_payer": (STATUS_CALL, RESUBMIT),
+    "rejected": (RESUBMIT, STATUS_CALL),
     "pended": (SEND_INFORMATION, STATUS_CALL),
     "denied": (APPEAL, CORRECT, STATUS_CALL, WRITE_OFF),
     "in_review": (STATUS_CALL,),
@@ -132,6 +139,7 @@ class Mechanics:
         ("correct_and_resubmit", 20.0), ("patient_call", 8.0), ("statement", 2.0), ("payment_plan_offer", 6.0),
         ("dispute_underpayment", 30.0), ("send_to_agency", 5.0), ("write_off", 2.0))
     lost_rate: float = 0.03            # share of submissions the payer never receives (times the payer's factor)
+    reject_rate: float = 0.04          # share rejected at the front door (277CA), times the payer's factor
     pend_rate: float = 0.04            # share of claims pended for information (times the payer's factor)
     pend_timeout_days: float = 40.0    # a pend nobody answers is denied CO-16 after this many days (mean)
     wrong_work_factor: float = 0.3     # the other kind of work than the CARC calls for wins this share as often
@@ -159,7 +167,7 @@ def next_after_primary(P: dict, ix: np.ndarray) -> np.ndarray:
 
 def balance(P: dict, s: int, ix: np.ndarray) -> np.ndarray:
     """The ledger balance of accounts in state s (every amount is fixed by the latent draw)."""
-    if s <= DENIED_FINAL or s == TF_DENIED:
+    if s <= DENIED_FINAL or s in (TF_DENIED, REJECTED):
         return P["charges"][ix]
     if s in (SEC_1, SEC_2):
         return P["pt_resp"][ix]
@@ -195,10 +203,11 @@ def natural_edges(s, d: int, P: dict, ix: np.ndarray, clk: dict):
     if s == NOT_STARTED:
         on = (P["service_day"][ix] == d).astype(float)
         return [(np.where(P["selfpay"][ix], pat(1, 0), PRE_BILL), on, EV_CHARGE, None)]
-    if s == PRE_BILL:
+    if s == PRE_BILL:  # the claim goes out: rejected at the front door, accepted (and perhaps lost later)
         on = (P["submit_day"][ix] == d).astype(float)
-        lost = P["p_lost"][ix]
-        return [(LOST, on * lost, EV_SUBMIT, None), (INS_1, on * (1 - lost), EV_SUBMIT, None)]
+        lost, rejected = P["p_lost"][ix], P["p_reject"][ix]
+        return [(REJECTED, on * rejected, EV_REJECT, None), (LOST, on * (1 - rejected) * lost, EV_SUBMIT, None),
+                (INS_1, on * (1 - rejected) * (1 - lost), EV_SUBMIT, None)]
     if s in (INS_1, INS_2):
         return [(s + 1, P["r_ins"][ix], EV_NONE, None)]
     if s == INS_3:
@@ -230,7 +239,7 @@ def natural_edges(s, d: int, P: dict, ix: np.ndarray, clk: dict):
         return [(CLOSED_WRITEOFF, one * 0.6 / 30, EV_CHARITY, None), (pat(3, 0), one * 0.4 / 30, EV_FA_DENIED, None)]
     if s == BANKRUPT:
         return [(CLOSED_WRITEOFF, one / 150.0, EV_BK_WO, None)]
-    return []  # LOST, DENIED, DENIED_FINAL, TF_DENIED wait for work; closed states stay closed
+    return []  # LOST, REJECTED, DENIED, DENIED_FINAL, TF_DENIED wait for work; closed states stay closed
 
 
 def _patient_edges(s: np.ndarray, d: int, P: dict, ix: np.ndarray, mech: Mechanics):
@@ -260,7 +269,10 @@ def jump(action: int, s, d: int, P: dict, ix: np.ndarray, clk: dict):
     n = len(ix)
     one, zero = np.ones(n), np.zeros(n)
     mech: Mechanics = P["mech"]
-    if action in (STATUS_CALL, RESUBMIT) and s == LOST:  # "no claim on file": resubmitted, if still timely
+    if is_patient(s):
+        return _patient_jump(action, np.broadcast_to(s, n), d, P, ix, clk, mech)
+    if (s == LOST and action in (STATUS_CALL, RESUBMIT)) or (s == REJECTED and action == RESUBMIT):
+        # "no claim on file" (or the rejection fixed): resubmitted, and adjudicated if still timely
         timely = (d <= clk["tf_day"][ix]).astype(float)
         return [(INS_1, timely, (EV_RESUBMIT,)), (TF_DENIED, 1 - timely, (EV_RESUBMIT, EV_TF_DENY))]
     if action == SEND_INFORMATION and s == PENDED:
@@ -269,28 +281,31 @@ def jump(action: int, s, d: int, P: dict, ix: np.ndarray, clk: dict):
         inside = (d <= clk["appeal_deadline"][ix]).astype(float)
         dst, ev = (APPEAL_1, EV_APPEAL) if action == APPEAL else (CORR_1, EV_CORRECT)
         return [(dst, inside, (ev,)), (s, 1 - inside, ())]
-    if is_patient(s):
-        s = np.broadcast_to(s, n)
-        stage, level = pat_stage(s), pat_engagement(s)
-        up = pat(stage, np.minimum(level + 1, ENGAGEMENT_LEVELS - 1))
-        if action == PATIENT_CALL:
-            reach = P["reach"][ix]
-            return [(up, reach, (EV_CALL_ATTEMPT, EV_CALL_CONTACT)), (s, 1 - reach, (EV_CALL_ATTEMPT,))]
-        if action == STATEMENT:
-            read = one * mech.statement_read
-            return [(up, read, (EV_STATEMENT,)), (s, 1 - read, (EV_STATEMENT,))]
-        if action == PLAN_OFFER:
-            accept = P["accept"][ix] * (P["pt_rem"][ix] >= mech.plan_min_balance)
-            return [(PLAN_3, accept, (EV_PLAN_START,)), (s, 1 - accept, ())]
-        if action == AGENCY:
-            allowed = (d >= clk["agency_day"][ix]).astype(float)
-            return [(CLOSED_AGENCY, allowed, (EV_AGENCY,)), (s, 1 - allowed, ())]
-        if action == WRITE_OFF:
-            return [(CLOSED_WRITEOFF, one, (EV_WRITEOFF,))]
-        return [(s, one, ())]
     if action == WRITE_OFF and s not in CLOSED_STATES and s != NOT_STARTED:
         return [(CLOSED_WRITEOFF, one, (EV_WRITEOFF,))]
     return [(s, one, ())] if n else [(s, zero, ())]  # no effect: the identity
+
+
+def _patient_jump(action: int, s: np.ndarray, d: int, P: dict, ix: np.ndarray, clk: dict, mech: Mechanics):
+    n = len(ix)
+    one = np.ones(n)
+    stage, level = pat_stage(s), pat_engagement(s)
+    up = pat(stage, np.minimum(level + 1, ENGAGEMENT_LEVELS - 1))
+    if action == PATIENT_CALL:
+        reach = P["reach"][ix]
+        return [(up, reach, (EV_CALL_ATTEMPT, EV_CALL_CONTACT)), (s, 1 - reach, (EV_CALL_ATTEMPT,))]
+    if action == STATEMENT:
+        read = one * mech.statement_read
+        return [(up, read, (EV_STATEMENT,)), (s, 1 - read, (EV_STATEMENT,))]
+    if action == PLAN_OFFER:
+        accept = P["accept"][ix] * (P["pt_rem"][ix] >= mech.plan_min_balance)
+        return [(PLAN_3, accept, (EV_PLAN_START,)), (s, 1 - accept, ())]
+    if action == AGENCY:
+        allowed = (d >= clk["agency_day"][ix]).astype(float)
+        return [(CLOSED_AGENCY, allowed, (EV_AGENCY,)), (s, 1 - allowed, ())]
+    if action == WRITE_OFF:
+        return [(CLOSED_WRITEOFF, one, (EV_WRITEOFF,))]
+    return [(s, one, ())]
 
 
 def clocks(P: dict, den_day: np.ndarray, first_statement: np.ndarray) -> dict[str, np.ndarray]:

@@ -158,7 +158,7 @@ def _choose(probs: list[np.ndarray], u: np.ndarray) -> np.ndarray:
 
 def note_forfeits(P: dict, mem: Memory, d: int, rec: Recorder) -> None:
     """Deadlines that passed at the end of yesterday: the claim's payable amount is lost (latent)."""
-    late_claim = np.isin(mem.state, (ch.PRE_BILL, ch.LOST)) & (P["tf_day"] + 1 == d)
+    late_claim = np.isin(mem.state, (ch.PRE_BILL, ch.LOST, ch.REJECTED)) & (P["tf_day"] + 1 == d)
     late_denial = (mem.state == ch.DENIED) & (mem.den_day + P["appeal_window"] + 1 == d)
     ix = np.flatnonzero((late_claim | late_denial) & ~mem.forfeited)
     mem.forfeited[ix] = True

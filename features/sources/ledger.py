@@ -126,7 +126,7 @@ def build_tables(P: dict, ev: pd.DataFrame, wk: pd.DataFrame, start: pd.Timestam
     accounts = account_rows(P, ax(charge), start)
 
     # ---- claims: the original, a resubmission of a lost claim, a corrected claim, the secondary claim
-    sub, rs, co = of(ch.EV_SUBMIT), of(ch.EV_RESUBMIT), of(ch.EV_CORRECT)
+    sub, rs, co = of(ch.EV_SUBMIT, ch.EV_REJECT), of(ch.EV_RESUBMIT), of(ch.EV_CORRECT)
     primary_paid = of(ch.EV_PAID, ch.EV_OVERTURN)
     sec = primary_paid[P["has_sec"][ax(primary_paid)]]
     claims = [
@@ -236,7 +236,23 @@ def build_tables(P: dict, ev: pd.DataFrame, wk: pd.DataFrame, start: pd.Timestam
     })
     return {"accounts": accounts, "claims": claims_df, "claim_lines": lines, "remittances": remits_df,
             "adjustments": adjs_df, "transactions": txns, "appeals": appeals, "activities": activities,
+            "claim_acks": _claim_acks(P, of(ch.EV_SUBMIT, ch.EV_REJECT, ch.EV_RESUBMIT), start),
             "work": work_rows(P, wk, start)}
+
+
+def _claim_acks(P: dict, sent: pd.DataFrame, start: pd.Timestamp) -> pd.DataFrame:
+    """The payer's 277CA for every claim sent: accepted into adjudication (A2:20; a claim the payer
+    later loses was accepted too), or rejected at the front door (A7:21, missing or invalid data)."""
+    kind = sent["kind"].to_numpy()
+    rejected = kind == ch.EV_REJECT
+    suffix = np.where(kind == ch.EV_RESUBMIT, "-R", "-1").astype(object)
+    ix = sent["acct"].to_numpy()
+    return pd.DataFrame({
+        "ack_id": ids("K", P["gid"][ix]) + "-" + sent["seq"].astype(str).to_numpy(),
+        "claim_id": P["claim_base"][ix] + suffix, "received_date": _dates(start, sent["day"]), "source": "277CA",
+        "status": np.where(rejected, "rejected", "accepted"), "category_code": np.where(rejected, "A7", "A2"),
+        "status_code": np.where(rejected, "21", "20"),
+    })
 
 
 def decide_appeals(P: dict, appeals: pd.DataFrame, ev: pd.DataFrame, start: pd.Timestamp) -> pd.DataFrame:

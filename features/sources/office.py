@@ -41,6 +41,7 @@ class OfficeConfig:
     status_call: float = 0.04        # a claim with no answer at full age (ramps up 30-60 days after it was sent)
     status_call_followup: float = 0.01  # a claim in appeal, under correction or at the secondary payer
     send_information: float = 0.07   # a pended claim
+    resubmit_rejected: float = 0.15  # a claim rejected at the front door
     write_off_denial: float = 0.0015  # an open denial inside its window (0.05 after it)
     write_off_closed: float = 1 / 30  # a denial lost for good (upheld, or filed too late)
     patient_call: float = 0.05       # a patient balance over $100 after the first dunning letter
@@ -66,6 +67,8 @@ def rule_probabilities(s, d: int, P: dict, ix: np.ndarray, clk: dict, cfg: Offic
         age = d - P["submit_day"][ix]
         ramp = np.clip((age - 30) / 30.0, 0.0, 1.0)
         return {ch.STATUS_CALL: k * cfg.status_call * ramp * _size_factor(P, ix)}
+    if obs == "rejected":
+        return {ch.RESUBMIT: np.full(len(ix), k * cfg.resubmit_rejected)}
     if obs == "pended":
         return {ch.SEND_INFORMATION: np.full(len(ix), k * cfg.send_information)}
     if obs == "denied":
