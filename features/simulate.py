@@ -413,6 +413,8 @@ def _one_chunk(cfg: SimConfig, c: int, stream: np.random.SeedSequence):
         truth = _truth_frames(P, start, acc, act)
         truth["denials"] = _denial_truth(P, ev, start, cfg.office)
     truth["latent"] = latent.to_frame(P, mem)
+    if c == 0:
+        truth["simulation"] = latent.config_frame(cfg)
     log.info("simulated chunk %d (%d accounts) in %.1fs (truth %.1fs)", c + 1, n, time.perf_counter() - t0, t_truth)
     return c, tables, truth
 
@@ -484,9 +486,7 @@ def simulate_to_folder(out: str | Path, n_accounts: int = 10_000, seed: int = 0,
                        end: str = "2025-12-31", horizon_days: int = 60, chunk_size: int = 50_000,
                        truth: bool = True, progress=None, workers: int = 1, office: OfficeConfig | None = None,
                        mechanics: Mechanics | None = None) -> Path:
-    """Simulate chunk by chunk straight to Parquet (bounded memory), atomically; `_truth/` also
-    holds the simulator's state at the extract date and its configuration (the arena continues it)."""
-    import json
+    """Simulate chunk by chunk straight to Parquet (bounded memory), atomically."""
     import shutil
     import tempfile
 
@@ -511,9 +511,6 @@ def simulate_to_folder(out: str | Path, n_accounts: int = 10_000, seed: int = 0,
                     continue
                 table = pa.Table.from_pandas(df, schema=arrow_schema(name) if name in TABLES else None,
                                              preserve_index=False)
-                if name not in TABLES:  # text columns empty in the first chunk are still text
-                    table = table.cast(pa.schema([f.with_type(pa.string()) if pa.types.is_null(f.type) else f
-                                                  for f in table.schema]))
                 if name not in writers:
                     path = tmp / f"{name}.parquet"
                     path.parent.mkdir(parents=True, exist_ok=True)
@@ -523,7 +520,6 @@ def simulate_to_folder(out: str | Path, n_accounts: int = 10_000, seed: int = 0,
                 progress(min((c + 1) * chunk_size, n_accounts))
         for w in writers.values():
             w.close()
-        (tmp / latent.CONFIG_FILE).write_text(json.dumps(latent.config_dict(cfg), indent=2))
         if out.exists():
             shutil.rmtree(out)
         tmp.rename(out)

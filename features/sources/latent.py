@@ -1,7 +1,7 @@
 """The simulator's hidden state as a table, so that an office written by `recoup simulate` can be
 continued (the arena): every latent variable of every account, and what the simulator remembers
-of it (its chain state, its clocks) at the extract date. Stored under `_truth/` beside the truth;
-nothing in the features reads it."""
+of it (its chain state, its clocks) at the extract date, and the run's configuration. Stored under
+`_truth/` beside the truth; nothing in the features reads it."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from features.sources.engine import Memory
 from features.sources.office import OfficeConfig
 
 LATENT_TABLE = "_truth/latent"
-CONFIG_FILE = "_truth/simulation.json"
+CONFIG_TABLE = "_truth/simulation"  # one row: the run's configuration as JSON
 _WIDE = ("line_proc", "line_mod", "line_rev")  # n x 4 arrays: one column per claim line
 
 
@@ -25,11 +25,9 @@ def to_frame(P: dict, mem: Memory) -> pd.DataFrame:
     for k, v in P.items():
         if not isinstance(v, np.ndarray):
             continue
-        if v.ndim == 2:
-            for j in range(v.shape[1]):
-                cols[f"{k}_{j}"] = v[:, j]
-        else:
-            cols[k] = v
+        for name, col in ([(f"{k}_{j}", v[:, j]) for j in range(v.shape[1])] if v.ndim == 2 else [(k, v)]):
+            # text stays text in Parquet even where a chunk has only nulls
+            cols[name] = pd.array(col, dtype="string") if col.dtype == object else col
     cols.update(mem.as_columns())
     return pd.DataFrame(cols)
 
@@ -51,13 +49,13 @@ def from_frame(df: pd.DataFrame, mech: Mechanics) -> tuple[dict, Memory]:
     return P, Memory.from_columns(mem_cols)
 
 
-def config_dict(cfg) -> dict:
-    """The simulation's configuration as stored in `_truth/simulation.json`."""
+def config_frame(cfg) -> pd.DataFrame:
+    """The simulation's configuration (a `SimConfig`) as the one-row table `_truth/simulation`."""
     out = {k: getattr(cfg, k) for k in ("n_accounts", "seed", "start", "end", "horizon_days", "chunk_size", "truth")}
     out["office"] = cfg.office.as_dict()
     out["mechanics"] = cfg.mechanics.as_dict()
     out["format"] = 1
-    return out
+    return pd.DataFrame({"config": [json.dumps(out)]})
 
 
 def mechanics_of(cfg: dict) -> Mechanics:
@@ -72,11 +70,11 @@ def read_office(folder: str | Path) -> tuple[dict, dict, Memory, Mechanics, Offi
     """(configuration, latent variables, memory at the extract date, mechanics, office) of a
     simulated dataset folder; a clear error if the folder was not written by `recoup simulate`."""
     folder = Path(folder)
-    cfg_path, latent_path = folder / CONFIG_FILE, folder / f"{LATENT_TABLE}.parquet"
+    cfg_path, latent_path = folder / f"{CONFIG_TABLE}.parquet", folder / f"{LATENT_TABLE}.parquet"
     if not cfg_path.exists() or not latent_path.exists():
-        raise ValueError(f"{folder} has no simulator state ({CONFIG_FILE}, {LATENT_TABLE}.parquet): the arena "
-                         "continues an office written by `recoup simulate` (with --truth)")
-    cfg = json.loads(cfg_path.read_text())
+        raise ValueError(f"{folder} has no simulator state ({CONFIG_TABLE}.parquet, {LATENT_TABLE}.parquet): the "
+                         "arena continues an office written by `recoup simulate`")
+    cfg = json.loads(pd.read_parquet(cfg_path)["config"].iloc[0])
     mech = mechanics_of(cfg)
     office = OfficeConfig(**cfg["office"])
     P, mem = from_frame(pd.read_parquet(latent_path), mech)
