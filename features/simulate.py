@@ -288,8 +288,7 @@ def _draw_people(rng: np.random.Generator, P: dict, n: int, first: int) -> None:
 
 def _table_fields(P: dict, insured: pd.DataFrame, first: int) -> None:
     """What the tables show of each account, fixed at creation (ids, codes, claim lines)."""
-    from features.sources.ledger import ids
-
+    ids = ledger.ids
     n = P["n"]
     payer_ids = insured["payer_id"].to_numpy(dtype=object)
     P["account_id"] = ids("A", P["gid"])

@@ -29,7 +29,7 @@ def office():
 def _dollars(P, mem, t: int, seed: int, ix=None, action=None) -> tuple[np.ndarray, np.ndarray]:
     """Dollars paid and whether anything was, per account, on days t+1..t+H (the action, if any, on
     the morning of t+1; nothing else done)."""
-    mem = en.Memory(**{k: v.copy() for k, v in mem.__dict__.items()})
+    mem = mem.take()
     rec = en.Recorder()
     for d in range(t + 1, t + H + 1):
         en.note_forfeits(P, mem, d, rec)

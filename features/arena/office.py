@@ -59,7 +59,7 @@ class Office:
         open_now = np.isin(mem.state, ch.OPEN_STATES)
         keep = np.flatnonzero(np.isin(P["guarantor_gid"], P["guarantor_gid"][open_now]))
         P = subset(P, keep)
-        mem = Memory(**{k: v[keep].copy() for k, v in mem.__dict__.items()})
+        mem = mem.take(keep)
         history, payers = {}, pd.DataFrame()
         if read_tables:
             ds = read_dataset(folder)
@@ -79,8 +79,7 @@ class Office:
         new = draw_arrivals(self.config, n, n_history, self.last_day + 1, days, seed)
         P = {k: (np.concatenate([v, new[k]]) if isinstance(v, np.ndarray) else v) for k, v in self.P.items()}
         P["n"] = self.P["n"] + n
-        fresh = Memory.fresh(n)
-        mem = Memory(**{k: np.concatenate([v, getattr(fresh, k)]) for k, v in self.mem.__dict__.items()})
+        mem = Memory.concat([self.mem, Memory.fresh(n)])
         return Office(self.folder, self.config, P, mem, self.office, self.start, self.last_day, self.history,
                       self.payers)
 

@@ -92,7 +92,7 @@ class _Run:
 
     def __init__(self, office: Office, seed: int):
         self.office, self.P, self.seed = office, office.P, seed
-        self.mem = en.Memory(**{k: v.copy() for k, v in office.mem.__dict__.items()})
+        self.mem = office.mem.take()
         self.minutes_of = self.P["mech"].minutes_of()
         self.row_of = pd.Index(self.P["account_id"])
         self.rec = en.Recorder()

@@ -71,6 +71,14 @@ class Memory:
     def clocks(self, P: dict) -> dict[str, np.ndarray]:
         return ch.clocks(P, self.den_day, self.first_statement)
 
+    def take(self, rows: np.ndarray | None = None) -> Memory:
+        """A copy (of the given accounts only, when `rows` is given)."""
+        return Memory(**{k: (v.copy() if rows is None else v[rows].copy()) for k, v in self.__dict__.items()})
+
+    @classmethod
+    def concat(cls, parts: list[Memory]) -> Memory:
+        return cls(**{k: np.concatenate([getattr(p, k) for p in parts]) for k in parts[0].__dict__})
+
     def as_columns(self) -> dict[str, np.ndarray]:
         return {f"mem_{k}": v for k, v in self.__dict__.items()}
 
@@ -288,4 +296,4 @@ def replicate(P: dict, mem: Memory, copies: int) -> tuple[dict, Memory]:
     offset = np.repeat(np.arange(copies, dtype=np.int64) * REPLICA_STRIDE, n)
     out["gid"] = out["gid"] + offset
     out["guarantor_gid"] = out["guarantor_gid"] + offset
-    return out, Memory(**{k: np.concatenate([v] * copies) for k, v in mem.__dict__.items()})
+    return out, Memory.concat([mem] * copies)
