@@ -84,6 +84,7 @@ CARCS = pd.DataFrame(
 TIMELY_CARC = int(np.flatnonzero(CARCS["code"].to_numpy() == "29")[0])
 MISSING_INFO_CARC = int(np.flatnonzero(CARCS["code"].to_numpy() == "16")[0])
 GUARANTOR_TYPES = np.array([0.12, 0.23, 0.65])  # never pays, pays whatever is done (self-cure), responds to contact
+HOUSEHOLD_SHARE = 0.15  # patients whose balances another patient of the household pays
 # propensity of a denial to be worked per day, by how fixable collectors think the CARC is
 CARC_WORK_RATE = {"16": 0.09, "197": 0.05, "50": 0.04, "97": 0.03, "18": 0.02, "22": 0.07, "27": 0.02,
                   "11": 0.07, "4": 0.08, "29": 0.015}
@@ -269,8 +270,11 @@ def _draw_people(rng: np.random.Generator, P: dict, n: int, first: int) -> None:
     reachability by phone, and willingness to take a payment plan."""
     n_patients = max(int(n / 1.25), 1)
     patient = rng.integers(0, n_patients, n)
-    n_guarantors = max(int(n_patients / 1.15), 1)
-    guarantor = rng.integers(0, n_guarantors, n_patients)[patient]
+    # most patients pay for themselves; some are in another patient's household (a parent pays)
+    dependent = rng.random(n_patients) < HOUSEHOLD_SHARE
+    head = rng.integers(0, n_patients, n_patients)
+    guarantor = np.where(dependent, head, np.arange(n_patients))[patient]
+    n_guarantors = n_patients  # guarantor ids are patient ids (of the household's payer)
     kind = rng.choice(3, n_guarantors, p=GUARANTOR_TYPES)  # 0 never pays, 1 self-cure, 2 responds to contact
     prop = np.exp(rng.normal(0, 0.35, n_guarantors)) * np.array([0.0, 2.2, 0.8])[kind]
     resp = np.exp(rng.normal(0, 0.4, n_guarantors)) * np.array([0.0, 0.3, 1.0])[kind]
