@@ -30,12 +30,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from features.sources import chain as ch
 from features.sources import latent, ledger
 from features.sources.chain import BIG, Mechanics
 from features.sources.engine import Memory, Recorder, step_day
 from features.sources.office import OfficeConfig
-from features.sources.truth import truth_at
+from features.sources.truth import denial_truth, truth_at, truth_frames
 
 log = logging.getLogger(__name__)
 
@@ -342,48 +341,6 @@ def month_starts(start: pd.Timestamp, end: pd.Timestamp) -> list[pd.Timestamp]:
     return list(pd.date_range(first, end, freq="MS"))
 
 
-def _truth_frames(P: dict, start: pd.Timestamp, acc: list[dict], act: list[dict]) -> dict[str, pd.DataFrame]:
-    def cat(parts: list[dict], key: str) -> np.ndarray:
-        return np.concatenate([p[key] for p in parts]) if parts else np.zeros(0)
-
-    ax = cat(acc, "acct").astype(np.int64)
-    accounts = pd.DataFrame({
-        "account_id": P["account_id"][ax], "as_of": start + pd.to_timedelta(cat(acc, "day").astype(np.int64), unit="D"),
-        **{k: cat(acc, k).astype(float) for k in ("p_payment", "expected_recovery", "p_payment_if_idle",
-                                                   "expected_if_idle")},
-        "guarantor_id": P["guarantor_id"][ax],
-    })
-    tx = cat(act, "acct").astype(np.int64)
-    action = cat(act, "action").astype(np.int64)
-    claim = np.where(np.isin(action, ch.CLAIM_ACTIONS),
-                     P["claim_base"][tx] + ledger.CLAIM_SUFFIX[cat(act, "claim").astype(np.int64)], None)
-    actions = pd.DataFrame({
-        "account_id": P["account_id"][tx], "as_of": start + pd.to_timedelta(cat(act, "day").astype(np.int64), unit="D"),
-        "action": np.array(ch.ACTIONS, dtype=object)[action], "claim_id": claim,
-        **{k: cat(act, k).astype(float) for k in ("minutes", "p_payment", "expected_recovery", "lift")},
-    })
-    return {"accounts": accounts, "actions": actions}
-
-
-def _denial_truth(P: dict, ev: pd.DataFrame, start: pd.Timestamp, office: OfficeConfig) -> pd.DataFrame:
-    """Each first denial: its cause, P(overturn | worked the way its CARC calls for), and the chance
-    that the office works it inside the appeal window."""
-    den = ev[ev["kind"] == ch.EV_DENY]
-    ix = den["acct"].to_numpy(dtype=np.int64)
-    feasible = len(ch.FEASIBLE["denied"])
-    work = office.intensity * P["work_rate"][ix] + 2 * office.explore / feasible
-    drop = office.intensity * office.write_off_denial + office.explore / feasible
-    days = P["appeal_window"][ix]
-    q = P["q_overturn"][ix]
-    return pd.DataFrame({
-        "claim_id": P["claim_base"][ix] + ledger.CLAIM_SUFFIX[den["claim"].to_numpy(dtype=np.int64)],
-        "account_id": P["account_id"][ix], "denial_date": start + pd.to_timedelta(den["day"].to_numpy(), unit="D"),
-        "reason_code": P["carc_code"][ix], "p_overturn_if_worked": q,
-        "p_worked": work / (work + drop) * (1 - (1 - work - drop) ** days),
-        "expected_overturn_dollars": q * P["a1"][ix],
-    })
-
-
 def _one_chunk(cfg: SimConfig, c: int, stream: np.random.SeedSequence):
     """Chunk c of the run: its accounts' latent draw, their histories (the office working them), and
     their truth; the latent state at the end, for the arena."""
@@ -413,8 +370,8 @@ def _one_chunk(cfg: SimConfig, c: int, stream: np.random.SeedSequence):
     tables["payers"] = payers[["payer_id", "payer_name", "financial_class", "timely_filing_days", "appeal_window_days"]]
     truth = {}
     if cfg.truth:
-        truth = _truth_frames(P, start, acc, act)
-        truth["denials"] = _denial_truth(P, ev, start, cfg.office)
+        truth = truth_frames(P, start, acc, act)
+        truth["denials"] = denial_truth(P, ev, start, cfg.office)
     truth["latent"] = latent.to_frame(P, mem)
     if c == 0:
         truth["simulation"] = latent.config_frame(cfg)

@@ -19,8 +19,10 @@ rises on its own); under the office's work, everything its work can lead to.
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 
 from features.sources import chain as ch
+from features.sources import ledger
 from features.sources.office import OfficeConfig, office_probabilities
 
 # rows of the stacked value array: U and Z left alone, U and Z under the office's usual work
@@ -234,3 +236,46 @@ def truth_at(P: dict, state: np.ndarray, clk: dict, t: int, horizon: int, office
                "minutes": minutes[act.astype(np.int64)], "p_payment": p_pay,
                "expected_recovery": idle_u[rows] + lift, "lift": lift}
     return accounts, actions
+
+
+def truth_frames(P: dict, start: pd.Timestamp, acc: list[dict], act: list[dict]) -> dict[str, pd.DataFrame]:
+    """`_truth/accounts` and `_truth/actions` from the month starts' `truth_at` results."""
+    def cat(parts: list[dict], key: str) -> np.ndarray:
+        return np.concatenate([p[key] for p in parts]) if parts else np.zeros(0)
+
+    ax = cat(acc, "acct").astype(np.int64)
+    accounts = pd.DataFrame({
+        "account_id": P["account_id"][ax], "as_of": start + pd.to_timedelta(cat(acc, "day").astype(np.int64), unit="D"),
+        **{k: cat(acc, k).astype(float) for k in ("p_payment", "expected_recovery", "p_payment_if_idle",
+                                                   "expected_if_idle")},
+        "guarantor_id": P["guarantor_id"][ax],
+    })
+    tx = cat(act, "acct").astype(np.int64)
+    action = cat(act, "action").astype(np.int64)
+    claim = np.where(np.isin(action, ch.CLAIM_ACTIONS),
+                     P["claim_base"][tx] + ledger.CLAIM_SUFFIX[cat(act, "claim").astype(np.int64)], None)
+    actions = pd.DataFrame({
+        "account_id": P["account_id"][tx], "as_of": start + pd.to_timedelta(cat(act, "day").astype(np.int64), unit="D"),
+        "action": np.array(ch.ACTIONS, dtype=object)[action], "claim_id": claim,
+        **{k: cat(act, k).astype(float) for k in ("minutes", "p_payment", "expected_recovery", "lift")},
+    })
+    return {"accounts": accounts, "actions": actions}
+
+
+def denial_truth(P: dict, ev: pd.DataFrame, start: pd.Timestamp, office: OfficeConfig) -> pd.DataFrame:
+    """Each first denial: its cause, P(overturn | worked the way its CARC calls for), and the chance
+    that the office works it inside the appeal window."""
+    den = ev[ev["kind"] == ch.EV_DENY]
+    ix = den["acct"].to_numpy(dtype=np.int64)
+    feasible = len(ch.FEASIBLE["denied"])
+    work = office.intensity * P["work_rate"][ix] + 2 * office.explore / feasible
+    drop = office.intensity * office.write_off_denial + office.explore / feasible
+    days = P["appeal_window"][ix]
+    q = P["q_overturn"][ix]
+    return pd.DataFrame({
+        "claim_id": P["claim_base"][ix] + ledger.CLAIM_SUFFIX[den["claim"].to_numpy(dtype=np.int64)],
+        "account_id": P["account_id"][ix], "denial_date": start + pd.to_timedelta(den["day"].to_numpy(), unit="D"),
+        "reason_code": P["carc_code"][ix], "p_overturn_if_worked": q,
+        "p_worked": work / (work + drop) * (1 - (1 - work - drop) ** days),
+        "expected_overturn_dollars": q * P["a1"][ix],
+    })
