@@ -133,3 +133,21 @@ def test_arena_cli_help_and_a_tiny_run(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "recoup_cli", "arena", str(tmp_path), "--out", str(out)],
                          capture_output=True, text=True)
     assert bad.returncode != 0 and "simulator state" in bad.stderr
+
+
+def test_the_days_data_is_the_history_and_the_arena_days():
+    from features.data import validate_dataset
+
+    office = Office.load(small_office_dir())
+    counts = []
+
+    def look(day):
+        ds = day.dataset
+        validate_dataset(ds)  # the contract holds for what a policy is shown
+        counts.append({name: len(ds[name]) for name in ("claims", "claim_acks", "activities", "work")})
+        assert ds.extract_date == day.as_of and (ds["work"]["worked_date"] <= day.as_of).all()
+        return SHIPPED["largest_balance"](day)
+
+    run_policy(office, "look", look, 4, Staff(1, 480), seed=1)
+    assert counts[0]["claim_acks"] == len(office.history["claim_acks"]) > 0
+    assert counts[-1]["work"] > counts[0]["work"] and counts[-1]["activities"] > counts[0]["activities"]

@@ -98,8 +98,9 @@ def _tables_of(tables: dict[str, pd.DataFrame], accounts: set) -> dict[str, pd.D
         if name in tables:
             out[name] = tables[name][tables[name]["account_id"].isin(accounts)].reset_index(drop=True)
     claims = set(out["claims"]["claim_id"].tolist())
-    for name in ("claim_lines", "remittances", "appeals"):
-        out[name] = tables[name][tables[name]["claim_id"].isin(claims)].reset_index(drop=True)
+    for name in ("claim_lines", "remittances", "appeals", "claim_acks"):
+        if name in tables:
+            out[name] = tables[name][tables[name]["claim_id"].isin(claims)].reset_index(drop=True)
     remits = set(out["remittances"]["remit_id"].tolist())
     out["adjustments"] = tables["adjustments"][tables["adjustments"]["remit_id"].isin(remits)].reset_index(drop=True)
     return out

@@ -119,8 +119,7 @@ class _Run:
         frames = {}
         for name, parts in self.tables.items():
             parts = [p for p in parts if len(p)] or parts[:1]
-            if len(parts) > 1:
-                self.tables[name] = [pd.concat(parts, ignore_index=True)]
+            self.tables[name] = [pd.concat(parts, ignore_index=True)] if len(parts) > 1 else parts
             frames[name] = self.tables[name][0]
         frames["payers"] = self.office.payers
         return Dataset(frames, extract_date=as_of, source=f"arena:{self.office.folder}")
