@@ -51,8 +51,7 @@ def _fail(message: str, code: int = 1) -> None:
 @app.command()
 def validate(data: DataArg, extract_date: ExtractDate = None) -> None:
     """Check a dataset against the data contract; exit 1 and name every broken rule if it fails."""
-    from features.contract import ContractError
-    from features.data import read_dataset
+    from features.contract import ContractError, read_dataset
 
     try:
         ds = read_dataset(data, extract_date=extract_date)
@@ -79,7 +78,7 @@ def simulate(
     """Simulate a hospital's A/R history in the data contract, with exact ground truth in _truth/."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from features.simulate import simulate_to_folder
+    from features.sources.simulate import simulate_to_folder
 
     _setup_logging()
     with Progress(TextColumn("simulating"), BarColumn(), TextColumn("{task.completed:,}/{task.total:,} accounts"),
@@ -108,30 +107,39 @@ def features(
         str | None, typer.Option("--denials-out", help="Also write one row per open denial here.")
     ] = None,
     extract_date: ExtractDate = None,
-    horizon_days: Annotated[int, typer.Option("--horizon-days", help="Payment label horizon H.")] = 60,
+    horizon_days: Annotated[
+        int | None, typer.Option("--horizon-days", help="Payment label horizon H (days; default 60).")
+    ] = None,
     overturn_horizon_days: Annotated[
-        int, typer.Option("--overturn-horizon-days", help="Overturn label horizon H2.")
-    ] = 120,
+        int | None, typer.Option("--overturn-horizon-days", help="Overturn label horizon H2 (days; default 120).")
+    ] = None,
 ) -> None:
     """Point-in-time features (and labels where the data has the future): one row per open account."""
-    from features.contract import ContractError
-    from features.data import read_dataset
+    from features.catalogue import DEFAULT_HORIZONS, Horizons
+    from features.contract import ContractError, read_dataset
+    from features.dates import parse_as_of_dates
     from features.snapshot import account_features, denial_features
 
+    try:
+        dates = parse_as_of_dates(as_of)
+    except ValueError as err:
+        _fail(str(err))
+    if not dates:
+        _fail("--as-of needs at least one date")
+    default = DEFAULT_HORIZONS
+    horizons = Horizons(default.horizon_days if horizon_days is None else horizon_days,
+                        default.overturn_horizon_days if overturn_horizon_days is None else overturn_horizon_days)
     try:
         ds = read_dataset(data, extract_date=extract_date)
     except ContractError as err:
         _fail(str(err))
-    dates = [d.strip() for d in as_of.split(",") if d.strip()]
-    if not dates:
-        _fail("--as-of needs at least one date")
-    acc = account_features(ds, dates, horizon_days=horizon_days)
+    acc = account_features(ds, dates, horizons=horizons)
     if len(dates) == 1:
         acc = acc.drop(columns=["as_of"])  # key account_id alone for one date
     _write_table(acc, out)
     msg = f"{len(acc):,} account snapshots -> {out}"
     if denials_out:
-        den = denial_features(ds, dates, horizon_days=overturn_horizon_days)
+        den = denial_features(ds, dates, horizons=horizons)
         _write_table(den, denials_out)
         msg += f"; {len(den):,} open denials -> {denials_out}"
     typer.echo(msg)
@@ -140,7 +148,7 @@ def features(
 # --- ingest-x12 ---
 @app.command("ingest-x12")
 def ingest_x12(
-    paths: Annotated[list[Path], typer.Argument(help="X12 835/837 files or folders of them.")],
+    paths: Annotated[list[Path], typer.Argument(help="X12 835/837/277CA/999 files or folders of them.")],
     out: Annotated[
         Optional[Path], typer.Option("--out", help="Data folder to write or append contract tables to.")  # noqa: UP045
     ] = None,
@@ -153,10 +161,11 @@ def ingest_x12(
         typer.Option("--workers", min=1, help="Processes mapping large files (default: one per core; 1 = serial)."),
     ] = None,
 ) -> None:
-    """Read X12 835 remittances and 837 claims into the data contract (idempotent append)."""
+    """Read X12 835 remittances, 837 claims and 277CA/999 acknowledgements into the data contract
+    (idempotent append; what is not read is reported with file and segment number)."""
     import json
 
-    from features.x12 import ingest
+    from features.sources.x12 import ingest
 
     missing = [str(p) for p in paths if not p.exists()]
     if missing:
@@ -176,8 +185,7 @@ ConfigOpt = Annotated[Path | None, typer.Option("--config", help="Training confi
 
 
 def _read_or_fail(data: str, extract_date: str | None = None):
-    from features.contract import ContractError
-    from features.data import read_dataset
+    from features.contract import ContractError, read_dataset
 
     try:
         return read_dataset(data, extract_date=extract_date)
@@ -216,14 +224,14 @@ def train(
     report_dir: Annotated[Path | None, typer.Option("--report-dir", help="Also write the evaluation here.")] = None,
 ) -> None:
     """Train the payment and overturn models, evaluate them, and register the bundle in MLflow."""
-    from training.config import load_config
+    from training.settings import load_settings
     from training.train import train_and_register
 
     _setup_logging()
-    cfg = load_config(config)
+    settings = load_settings(config)
     ds = _read_or_fail(data, extract_date)
     try:
-        _, _, reports, reg = train_and_register(ds, cfg, tracking_uri, report_dir)
+        _, _, reports, reg = train_and_register(ds, settings, tracking_uri, report_dir)
     except ValueError as err:
         _fail(str(err))
     _print_metrics(reports, HEADLINE_METRICS)
@@ -241,16 +249,16 @@ def evaluate(
     extract_date: ExtractDate = None,
 ) -> None:
     """Evaluate a registered model on the data's most recent test period (metrics, slices, plots)."""
-    from training.config import load_config
+    from training.settings import load_settings
     from training.tracking import load_bundle
     from training.train import build_snapshots, evaluate_model
 
     _setup_logging()
-    cfg = load_config(config)
+    settings = load_settings(config)
     ds = _read_or_fail(data, extract_date)
     try:
-        model = load_bundle(cfg["mlflow"]["registered_model"], model_alias, model_version, tracking_uri)
-        reports = evaluate_model(model, build_snapshots(ds, cfg), cfg, ds.source)
+        model = load_bundle(settings.mlflow.registered_model, model_alias, model_version, tracking_uri)
+        reports = evaluate_model(model, build_snapshots(ds, settings), settings, ds.source)
     except (LookupError, ValueError) as err:
         _fail(str(err))
     if out is not None:
@@ -269,15 +277,15 @@ def promote(
     extract_date: ExtractDate = None,
 ) -> None:
     """Compare challenger with champion on the same recent test period; move `champion` if it passes."""
-    from training.config import load_config
+    from training.settings import load_settings
     from training.tracking import promote as promote_fn
     from training.train import build_snapshots
 
     _setup_logging()
-    cfg = load_config(config)
+    settings = load_settings(config)
     ds = _read_or_fail(data, extract_date)
     try:
-        decision = promote_fn(build_snapshots(ds, cfg), cfg, tracking_uri, force=force)
+        decision = promote_fn(build_snapshots(ds, settings), settings, tracking_uri, force=force)
     except (LookupError, ValueError) as err:
         _fail(str(err))
     typer.echo(("promoted: " if decision.promoted else "not promoted: ") + decision.reason)
@@ -295,11 +303,11 @@ def demo(
     from rich.console import Console
     from rich.table import Table
 
-    from features.data import read_dataset
-    from features.simulate import simulate_to_folder
+    from features.contract import read_dataset
+    from features.sources.simulate import simulate_to_folder
     from serving.batch import run_batch
     from serving.ranking import load_ranking_config
-    from training.config import load_config
+    from training.settings import load_settings
     from training.tracking import promote as promote_fn
     from training.train import train_and_register
 
@@ -311,12 +319,12 @@ def demo(
     console.print(f"{accounts:,} accounts, {len(ds['transactions']):,} ledger rows, "
                   f"{len(ds['remittances']):,} remittances in {data}")
     console.rule("2. train, evaluate, register")
-    cfg = load_config(overrides=DEMO_TRAINING)
-    _, snaps, reports, reg = train_and_register(ds, cfg, tracking_uri, out / "evaluation")
+    settings = load_settings(overrides=DEMO_TRAINING)
+    _, snaps, reports, reg = train_and_register(ds, settings, tracking_uri, out / "evaluation")
     _print_metrics(reports, HEADLINE_METRICS)
     console.print(f"registered {reg.name} v{reg.version} as {reg.alias}; plots in {out / 'evaluation'}")
     if reg.alias != "champion":
-        decision = promote_fn(snaps, cfg, tracking_uri)
+        decision = promote_fn(snaps, settings, tracking_uri)
         console.print(("promoted: " if decision.promoted else "not promoted: ") + decision.reason)
     console.rule("3. score today's worklist")
     from training.tracking import load_bundle
@@ -404,11 +412,15 @@ def score(
     extract_date: ExtractDate = None,
 ) -> None:
     """Score every open account and denial at the as-of date and write the ranked worklist."""
-    from features.contract import ContractError
+    from features.dates import parse_as_of
     from serving.ranking import load_ranking_config
     from training.tracking import load_bundle
 
     _setup_logging()
+    try:
+        day = parse_as_of(as_of)
+    except ValueError as err:
+        _fail(str(err))
     try:
         model = load_bundle(model_name, model_alias, model_version, tracking_uri)
     except LookupError as err:
@@ -417,22 +429,20 @@ def score(
     cfg = load_ranking_config(ranking_config)
     try:
         if engine == "spark":
-            from serving.spark import run_spark_batch
+            from serving.batch.spark import run_spark_batch
 
-            result = run_spark_batch(data, as_of, out, model, version_label, ranking_cfg=cfg, master=spark_master,
+            result = run_spark_batch(data, day, out, model, version_label, ranking_cfg=cfg, master=spark_master,
                                      reasons_rows=reasons_rows, extract_date=extract_date)
         elif engine == "local":
             from serving.batch import run_batch
 
             bar, update = _progress_callback("scoring")
             with bar:
-                result = run_batch(data, as_of, out, model, version_label, ranking_cfg=cfg, chunk_size=chunk_size,
+                result = run_batch(data, day, out, model, version_label, ranking_cfg=cfg, chunk_size=chunk_size,
                                    reasons_rows=reasons_rows, extract_date=extract_date, progress=update)
         else:
             _fail(f"unknown engine {engine!r}: use local or spark", 2)
-    except ContractError as err:
-        _fail(str(err))
-    except ValueError as err:
+    except ValueError as err:  # a ContractError (bad data) is one too
         _fail(str(err))
     for w in result.warnings:
         typer.secho(f"drift warning: {w}", fg=typer.colors.YELLOW, err=True)
@@ -456,28 +466,27 @@ def serve(
     /livez, /readyz, /metrics. Requests need `Authorization: Bearer $RECOUP_API_TOKEN`; without the
     variable the server refuses to start unless --no-auth is given. SIGHUP (or POST /admin/reload)
     re-resolves the model alias and swaps the model without downtime."""
-    import os
+    from serving.api.settings import ServiceSettings
 
-    if not os.environ.get("RECOUP_API_TOKEN") and not no_auth:
-        _fail("RECOUP_API_TOKEN is not set: set it to the bearer token clients must send, or pass --no-auth "
-              "explicitly to serve without authentication", 2)
-    os.environ["RECOUP_NO_AUTH"] = "1" if no_auth else ""
-    os.environ["RECOUP_MODEL_NAME"] = model_name
-    os.environ["RECOUP_MODEL_ALIAS"] = model_alias
+    # the environment gives what the options do not (RECOUP_API_TOKEN, the limits, RECOUP_THREADS, ...)
+    options = {"no_auth": no_auth, "model_name": model_name, "model_alias": model_alias}
     if model_version:
-        os.environ["RECOUP_MODEL_VERSION"] = model_version
+        options["model_version"] = model_version
     if tracking_uri:
-        os.environ["MLFLOW_TRACKING_URI"] = tracking_uri
+        options["tracking_uri"] = tracking_uri
     if ranking_config:
-        os.environ["RECOUP_RANKING_CONFIG"] = str(ranking_config.resolve())
+        options["ranking_config"] = ranking_config.resolve()
+    try:
+        settings = ServiceSettings.from_env(**options)
+    except ValueError as err:  # no token (and no --no-auth), or a bad limit
+        _fail(str(err), 2)
     _setup_logging()
-    from serving.service import run_server
+    from serving.api.service import run_server
 
     try:
-        run_server(host, port)
+        run_server(settings, host, port)
     except (LookupError, RuntimeError, ValueError) as err:
         _fail(str(err))
-
 
 
 @app.command()
@@ -487,8 +496,7 @@ def load(
     extract_date: ExtractDate = None,
 ) -> None:
     """Validate a dataset and load its contract tables into PostgreSQL (typed, keyed, indexed; one transaction)."""
-    from features.contract import ContractError
-    from serving.sql import load_dataset
+    from features.contract import ContractError, load_dataset
 
     _setup_logging()
     try:

@@ -34,10 +34,10 @@ def main() -> None:
     args = ap.parse_args()
 
     from features.arena import SHIPPED, run_arena
-    from features.data import read_dataset
-    from features.simulate import simulate_to_folder
+    from features.contract import read_dataset
+    from features.sources.simulate import simulate_to_folder
     from serving.arena_policy import ExpectedRecoveryPolicy
-    from training.config import load_config
+    from training.settings import load_settings
     from training.train import train_model
 
     root = Path(tempfile.mkdtemp(prefix="recoup-arena-bench-"))
@@ -46,7 +46,7 @@ def main() -> None:
                                            workers=2)
     t_sim = time.perf_counter() - t0
     t1 = time.perf_counter()
-    model, _ = train_model(read_dataset(data), load_config())
+    model, _ = train_model(read_dataset(data), load_settings())
     t_train = time.perf_counter() - t1
     policies = {**{k: SHIPPED[k] for k in ("largest_balance", "oldest", "random")},
                 "expected_recovery": ExpectedRecoveryPolicy(model, "bench/1"), "oracle": SHIPPED["oracle"]}

@@ -45,7 +45,7 @@ def _engine(kind: str, data: str, as_of: str, model_path: str, out: str, queue) 
         res = run_batch(data, as_of, out, model, "bench/1")
         extra = {}
     else:
-        from serving.spark import run_spark_batch, spark_session
+        from serving.batch.spark import run_spark_batch, spark_session
 
         spark = spark_session("local[2]")
         t_start = time.perf_counter() - t0
@@ -72,7 +72,7 @@ def _floor(data: str, as_of: str, model_path: str) -> dict:
     """The bare predict of both models on the prepared (encoded) feature matrix."""
     import pandas as pd
 
-    from features.data import read_dataset
+    from features.contract import read_dataset
     from features.snapshot import account_features, denial_features
 
     with open(model_path, "rb") as f:
@@ -110,20 +110,20 @@ def main() -> None:
     if args.data:
         data = Path(args.data)
     else:
-        from features.simulate import simulate_to_folder
+        from features.sources.simulate import simulate_to_folder
 
         data = simulate_to_folder(work / "data", args.accounts, 7, "2024-01-01", "2025-12-31", truth=False)
         result["simulate_s"] = round(time.perf_counter() - t0, 1)
     model_path = args.model
     if model_path is None:
-        from features.data import read_dataset
-        from features.simulate import simulate_to_folder
-        from training.config import load_config
+        from features.contract import read_dataset
+        from features.sources.simulate import simulate_to_folder
+        from training.settings import load_settings
         from training.train import train_model
 
         t1 = time.perf_counter()
         train_data = simulate_to_folder(work / "train", TRAIN_ACCOUNTS, 8, "2024-01-01", "2025-12-31", truth=False)
-        model, _ = train_model(read_dataset(train_data), load_config(overrides=TRAINING))
+        model, _ = train_model(read_dataset(train_data), load_settings(overrides=TRAINING))
         model_path = str(work / "model.pkl")
         with open(model_path, "wb") as f:
             pickle.dump(model, f)

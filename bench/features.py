@@ -36,7 +36,7 @@ def _synthetic(out: Path, n: int, seed: int, start: str, end: str) -> Path:
     import numpy as np
     import pandas as pd
 
-    from features.data import Dataset, coerce_table, write_dataset
+    from features.contract import Dataset, coerce_table, write_dataset
 
     rng = np.random.default_rng(seed)
     t0, t1 = pd.Timestamp(start), pd.Timestamp(end)
@@ -187,7 +187,8 @@ def _synthetic(out: Path, n: int, seed: int, start: str, end: str) -> Path:
         "activities": act,
     }
     tables = {k: coerce_table(k, v)[0] for k, v in tables.items()}  # the contract's types, empty tables too
-    return write_dataset(Dataset(tables), out)
+    write_dataset(Dataset(tables), out)
+    return out
 
 
 def _dataset(args) -> tuple[Path, str]:
@@ -197,7 +198,7 @@ def _dataset(args) -> tuple[Path, str]:
     if out.exists():
         return out, "reused"
     try:
-        from features.simulate import simulate_to_folder
+        from features.sources.simulate import simulate_to_folder
     except ImportError:
         return _synthetic(out, args.accounts, args.seed, args.start, args.end), "synthetic"
     simulate_to_folder(out, args.accounts, args.seed, args.start, args.end, truth=False)
@@ -285,7 +286,7 @@ def _one_account_ms(ds, as_of: str, stats, repeats: int = 200) -> dict[str, floa
     """The API's path: one account's whole history, with the model's stored stats table."""
     import numpy as np
 
-    from features.data import ColumnTable, Dataset
+    from features.contract import ColumnTable, Dataset
     from features.snapshot import account_features, snapshot_features
 
     acc = ds["accounts"]
@@ -308,7 +309,7 @@ def _one_account_ms(ds, as_of: str, stats, repeats: int = 200) -> dict[str, floa
         extract_date=ds.extract_date,
     )
     one = Dataset({k: v.reset_index(drop=True) for k, v in one.tables.items()}, extract_date=ds.extract_date)
-    # the API's own form: NumPy tables in, NumPy columns out (serving.service.build_dataset)
+    # the API's own form: NumPy tables in, NumPy columns out (serving.api.request.build_dataset)
     one_np = Dataset({k: ColumnTable.from_frame(v) for k, v in one.tables.items()}, extract_date=ds.extract_date)
     out = {}
     calls = {
@@ -346,7 +347,7 @@ def main() -> None:
     import warnings
 
     warnings.filterwarnings("ignore", category=FutureWarning)
-    from features.data import read_dataset
+    from features.contract import read_dataset
     from features.snapshot import account_features, pooled_stats
 
     folder, origin = _dataset(args)

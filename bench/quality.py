@@ -26,9 +26,9 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=None, help="reuse a simulated dataset folder")
     args = ap.parse_args()
 
-    from features.data import read_dataset
-    from features.simulate import simulate_to_folder
-    from training.config import load_config
+    from features.contract import read_dataset
+    from features.sources.simulate import simulate_to_folder
+    from training.settings import load_settings
     from training.train import evaluate_model, train_model
 
     t0 = time.perf_counter()
@@ -38,7 +38,7 @@ def main() -> None:
                                   "2024-01-01", "2025-12-31")
     t_sim = time.perf_counter() - t0
     ds = read_dataset(data)
-    cfg = load_config()
+    cfg = load_settings()
     t1 = time.perf_counter()
     model, snaps = train_model(ds, cfg)
     t_train = time.perf_counter() - t1

@@ -61,9 +61,9 @@ def _wait(url: str, proc: subprocess.Popen, seconds: float = 120) -> None:
 def _prepare(args) -> tuple[str, str]:
     if args.data and args.tracking_uri:
         return args.data, args.tracking_uri
-    from features.data import read_dataset
-    from features.simulate import simulate_to_folder
-    from training.config import load_config
+    from features.contract import read_dataset
+    from features.sources.simulate import simulate_to_folder
+    from training.settings import load_settings
     from training.tracking import log_training_run
     from training.train import data_fingerprint, synthetic_input_example, train_model
 
@@ -72,7 +72,7 @@ def _prepare(args) -> tuple[str, str]:
     uri = f"sqlite:///{tmp / 'mlflow.db'}"
     simulate_to_folder(tmp / "data", 3000, 5, "2024-01-01", "2025-06-30")
     ds = read_dataset(tmp / "data")
-    cfg = load_config(overrides={"payment_model": {"n_estimators": 60}, "amount_model": {"n_estimators": 60},
+    cfg = load_settings(overrides={"payment_model": {"n_estimators": 60}, "amount_model": {"n_estimators": 60},
                                  "overturn_model": {"n_estimators": 40}})
     model, _ = train_model(ds, cfg)
     log_training_run(model, cfg, data_fingerprint(ds), [], synthetic_input_example(model), uri)
@@ -80,7 +80,7 @@ def _prepare(args) -> tuple[str, str]:
 
 
 def _ledger_rows(ds, account_id: str) -> int:
-    from serving.service import history_from_dataset
+    from serving.api.request import history_from_dataset
 
     h = history_from_dataset(ds, [account_id], "2000-01-01")["accounts"][0]
     return 1 + sum(len(v) for k, v in h.items() if k not in ("account", "payers"))
@@ -132,13 +132,14 @@ async def _open_loop(url: str, rate: float, seconds: float, body: bytes | None, 
 def _breakdown(ds, account_id: str, as_of, uri: str, n: int = 300) -> dict:
     """Where one single-account request's time goes inside the service (in-process, median ms),
     stage by stage as `RecoupService._handle` runs them."""
-    os.environ["MLFLOW_TRACKING_URI"] = uri
     from features.snapshot import snapshot_features
-    from serving.api_models import ScoreRequest
+    from serving.api.request import ScoreRequest, build_dataset, check_references, history_from_dataset
+    from serving.api.response import account_results
+    from serving.api.service import load_model
+    from serving.api.settings import ServiceSettings
     from serving.ranking import finalize, load_ranking_config, score_rows
-    from serving.service import _check_references, _results, build_dataset, history_from_dataset, load_model
 
-    state = load_model()
+    state = load_model(ServiceSettings(no_auth=True, tracking_uri=uri))
     model, cfg = state.model, load_ranking_config()
     raw = json.dumps(history_from_dataset(ds, [account_id], as_of)).encode()
     stages = ("parse_validate", "reference_checks", "dataset", "features", "rank.score_rows",
@@ -148,17 +149,17 @@ def _breakdown(ds, account_id: str, as_of, uri: str, n: int = 300) -> dict:
         c0 = time.perf_counter()
         req = ScoreRequest.model_validate_json(raw)
         c1 = time.perf_counter()
-        _check_references(req)
+        check_references(req)
         c2 = time.perf_counter()
         d = build_dataset(req)
         c3 = time.perf_counter()
-        acc, den = snapshot_features(d, pd.Timestamp(as_of), stats=model.stats_, with_labels=False, frames=False)
+        acc, den = snapshot_features(d, d.extract_date, stats=model.stats_, with_labels=False, frames=False)
         c4 = time.perf_counter()
-        scored = score_rows(model, acc, den, cfg, frames=False)
+        scored = score_rows(model, acc, den, cfg)
         c5 = time.perf_counter()
         ranked = finalize(model, acc, scored, cfg, state.version, "bench", frames=False)
         c6 = time.perf_counter()
-        _results(ranked, req.as_of, state.version)
+        account_results(ranked, req.as_of, state.version)
         c7 = time.perf_counter()
         if i >= 5:
             for k, v in zip(stages, (c1 - c0, c2 - c1, c3 - c2, c4 - c3, c5 - c4, c6 - c5, c7 - c6, c7 - c0),
@@ -186,9 +187,9 @@ def main() -> None:
     import httpx
     import psutil
 
-    from features.data import read_dataset
+    from features.contract import read_dataset
     from features.snapshot import account_features
-    from serving.service import history_from_dataset
+    from serving.api.request import history_from_dataset
     from training.tracking import load_bundle
 
     ds = read_dataset(data)

@@ -26,7 +26,7 @@ def main() -> None:
 
     import pyarrow.parquet as pq
 
-    from features.simulate import simulate_to_folder
+    from features.sources.simulate import simulate_to_folder
 
     out = args.out or Path(tempfile.mkdtemp(prefix="recoup-sim-bench-")) / "data"
     t0 = time.perf_counter()

@@ -26,20 +26,20 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=3)
     args = ap.parse_args()
 
-    from features.data import read_dataset
-    from features.simulate import simulate_to_folder
+    from features.contract import read_dataset
     from features.snapshot import pooled_stats
-    from training.config import load_config
+    from features.sources.simulate import simulate_to_folder
     from training.model import RecoupModel
+    from training.settings import load_settings
     from training.train import build_snapshots
 
     data = args.data or simulate_to_folder(Path(tempfile.mkdtemp(prefix="recoup-train-")) / "data", args.accounts,
                                            args.seed, "2024-01-01", "2025-12-31")
     ds = read_dataset(data)
-    cfg = load_config()
+    cfg = load_settings()
     t0 = time.perf_counter()
     snaps = build_snapshots(ds, cfg)
-    stats = pooled_stats(ds, ds.extract_date)
+    stats = pooled_stats(ds, ds.extract_date, cfg.horizons)
     t_snap = time.perf_counter() - t0
     train, valid = snaps.part("train"), snaps.part("valid")
     dtrain, dvalid = snaps.part("train", "denials"), snaps.part("valid", "denials")

@@ -1,7 +1,9 @@
 """Benchmark X12 835 ingestion: a large 835 built from the sample claims with new ids, timed end to end
 (read + map + contract tables + Parquet write). Prints JSON: claims/s and peak RSS, beside the anchor.
 
-    .venv/bin/python bench/x12.py [--claims 200000] [--per-transaction 2000]
+    .venv/bin/python bench/x12.py [--claims 200000] [--per-transaction 2000] [--layout compact|pretty]
+
+`--layout pretty` writes the file as real senders often do: one segment a line, CR LF, indented.
 """
 
 from __future__ import annotations
@@ -37,12 +39,17 @@ HEADER = ("ST*835*{st}~BPR*I*1000*C*ACH*CCP*01*111*DA*33*1234567890**01*111*DA*2
           "LX*1~")
 
 
-def make_835(path: Path, claims: int, per_tx: int) -> int:
+def make_835(path: Path, claims: int, per_tx: int, layout: str = "compact") -> int:
     isa = ("ISA*00*          *00*          *ZZ*BENCHSENDER    *ZZ*BENCHRECV      *210203*0330*^*00501*"
            "000000001*0*P*>~GS*HP*BENCHSENDER*BENCHRECV*20210203*0330*1*X*005010X221A1~")
     n_tx = 0
-    with path.open("w") as fh:
-        fh.write(isa)
+    with path.open("w", newline="") as fh:
+
+        def emit(text: str) -> None:
+            # pretty: one segment a line, CR LF, indented (white space the reader must drop)
+            fh.write(text.replace("~", "~\r\n    ") if layout == "pretty" else text)
+
+        emit(isa)
         done = 0
         while done < claims:
             n_tx += 1
@@ -52,9 +59,9 @@ def make_835(path: Path, claims: int, per_tx: int) -> int:
                 parts.append(CLAIM_TEMPLATES[i % len(CLAIM_TEMPLATES)].format(id=f"B{i:09d}"))
             parts.append("PLB*1922164458*20211231*WO>X*-5~")
             body = "".join(parts)
-            fh.write(body + f"SE*{body.count('~') + 1}*{n_tx:06d}~")
+            emit(body + f"SE*{body.count('~') + 1}*{n_tx:06d}~")
             done += k
-        fh.write(f"GE*{n_tx}*1~IEA*1*000000001~")
+        emit(f"GE*{n_tx}*1~IEA*1*000000001~")
     return n_tx
 
 
@@ -73,15 +80,16 @@ def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--claims", type=int, default=200_000)
     ap.add_argument("--per-transaction", type=int, default=2_000)
+    ap.add_argument("--layout", choices=("compact", "pretty"), default="compact")
     ap.add_argument("--workers", type=int, default=None,
                     help="processes mapping transactions (default: one per core; 1 = serial)")
     args = ap.parse_args(argv)
     sys.path.insert(0, str(ROOT))
-    from features.x12 import ingest
+    from features.sources.x12 import ingest
 
     with tempfile.TemporaryDirectory(prefix="recoup-bench-x12-") as tmp:
         src = Path(tmp) / "big.835"
-        n_tx = make_835(src, args.claims, args.per_transaction)
+        n_tx = make_835(src, args.claims, args.per_transaction, args.layout)
         size_mb = src.stat().st_size / 1e6
         rss_before = peak_rss_mb()
         load_before = os.getloadavg()[0]
@@ -93,6 +101,7 @@ def main(argv: list[str] | None = None) -> dict:
         "bench": "x12_835_ingest",
         "claims": args.claims,
         "transactions": n_tx,
+        "layout": args.layout,
         "file_mb": round(size_mb, 1),
         "seconds": round(seconds, 2),
         "claims_per_s": round(args.claims / seconds),

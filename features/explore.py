@@ -12,18 +12,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from features.data import Dataset
-from features.definitions import CARC_GROUP_NAMES, carc_descriptions
-from features.snapshot import (
-    _OFF,
-    _PROCESSED,
-    NEVER,
-    _day,
-    _min,
-    _prepare,
-    account_features,
-    pooled_stats,
-)
+from features.catalogue import CARC_GROUP_NAMES, DEFAULT_HORIZONS, Horizons, carc_descriptions
+from features.contract import Dataset
+from features.dates import NEVER, day_number
+from features.snapshot import History, account_features, pooled_stats
 
 AGING_BUCKETS = [-1, 30, 60, 90, 180, 365, np.inf]
 AGING_LABELS = ["0-30", "31-60", "61-90", "91-180", "181-365", "365+"]
@@ -72,29 +64,27 @@ def aging_by_class(ar: pd.DataFrame) -> pd.DataFrame:
                           observed=False, fill_value=0.0)
 
 
-def denial_events(ds: Dataset, as_of, horizon_days: int = 120) -> pd.DataFrame:
+def denial_events(ds: Dataset, as_of, horizons: Horizons = DEFAULT_HORIZONS) -> pd.DataFrame:
     """Every denial received on or before `as_of`, as the features define a denial (DESIGN.md), with
-    whether it was worked and overturned as known at `as_of`: `resolved` when its `horizon_days`
-    window had closed; `worked` / `overturned` only count on resolved denials (else NaN)."""
-    p = _prepare(ds)
-    T = _day(pd.Timestamp(as_of))
-    rows = np.flatnonzero((p.d_day <= T) & (p.d_acct >= 0))
-    claim = p.d_claim[rows]
-    payer = p.c_payer[claim]
-    end = p.d_day[rows] + horizon_days
-    resolved = end <= T
-    worked = resolved & (p.d_worked_day[rows] <= end)
-    over = worked & (p.d_paid_day[rows] <= end)
+    whether it was worked and overturned as known at `as_of`: `resolved` when its
+    `horizons.overturn_horizon_days` window had closed; `worked` / `overturned` only count on resolved
+    denials (else NaN)."""
+    h = History.from_dataset(ds)
+    T = day_number(as_of)
+    rows = np.flatnonzero(h.known_denials(T))
+    resolved, worked, over = (m[rows] for m in h.denial_outcomes(T, horizons.overturn_horizon_days))
+    claim = h.d_claim[rows]
+    payer = h.c_payer[claim]
     return pd.DataFrame({
-        "claim_id": p.c_ids[claim],
-        "account_id": p.acct_ids[p.d_acct[rows]],
-        "denial_date": (p.d_day[rows] - _OFF).astype("datetime64[D]").astype("datetime64[ns]"),
-        "payer_id": np.where(payer >= 0, p.pay_ids[np.maximum(payer, 0)], None),
-        "financial_class": np.where(payer >= 0, p.pay_class[np.maximum(payer, 0)], None),
-        "carc": np.where(pd.isna(p.d_carc[rows]), "none", p.d_carc[rows]).astype(object),
-        "carc_group": np.array(CARC_GROUP_NAMES, dtype=object)[p.d_group[rows]],
-        "partial": p.d_partial[rows],
-        "denied_amount": p.d_amount[rows],
+        "claim_id": h.c_ids[claim],
+        "account_id": h.acct_ids[h.d_acct[rows]],
+        "denial_date": h.denial_dates(rows),
+        "payer_id": np.where(payer >= 0, h.pay_ids[np.maximum(payer, 0)], None),
+        "financial_class": np.where(payer >= 0, h.pay_class[np.maximum(payer, 0)], None),
+        "carc": h.denial_carcs(rows),
+        "carc_group": np.array(CARC_GROUP_NAMES, dtype=object)[h.d_group[rows]],
+        "partial": h.d_partial[rows],
+        "denied_amount": h.d_amount[rows],
         "resolved": resolved,
         "worked": np.where(resolved, worked, np.nan),
         "overturned": np.where(worked, over.astype(float), np.nan),
@@ -130,10 +120,10 @@ def denials_by_group(events: pd.DataFrame) -> pd.DataFrame:
     return _denial_summary(events, ["carc_group"])
 
 
-def payer_rates(ds: Dataset, as_of, horizon_days: int = 120) -> pd.DataFrame:
+def payer_rates(ds: Dataset, as_of, horizons: Horizons = DEFAULT_HORIZONS) -> pd.DataFrame:
     """The payer rows of the point-in-time statistics table the model reads (smoothed denial and
     overturn rates, paid-to-billed, mean days to pay), with the payer's name and class."""
-    s = pooled_stats(ds, as_of, horizon_days=horizon_days)
+    s = pooled_stats(ds, as_of, horizons)
     s = s[s["level"] == "payer"].drop(columns=["level", "carc_group", "proc_family"])
     names = ds["payers"][["payer_id", "payer_name", "financial_class"]]
     out = names.merge(s, on="payer_id", how="right")
@@ -143,19 +133,17 @@ def payer_rates(ds: Dataset, as_of, horizon_days: int = 120) -> pd.DataFrame:
 def days_to_pay(ds: Dataset, as_of) -> pd.DataFrame:
     """One row per claim first paid on or before `as_of`: days from submission to its first
     payment (a processed remittance paying more than zero), with the payer's financial class."""
-    p = _prepare(ds)
-    T = _day(pd.Timestamp(as_of))
-    nc = len(p.c_ids)
-    paid = (p.r_day <= T) & (p.r_claim >= 0) & np.isin(p.r_status, _PROCESSED) & (p.r_paid > 0)
-    first = _min(p.r_claim, p.r_day, nc, paid)
-    rows = np.flatnonzero((first < NEVER) & (p.c_day <= T))
-    payer = p.c_payer[rows]
+    h = History.from_dataset(ds)
+    T = day_number(as_of)
+    first = h.first_payment_day(T)
+    rows = np.flatnonzero((first < NEVER) & (h.c_day <= T))
+    payer = h.c_payer[rows]
     return pd.DataFrame({
-        "claim_id": p.c_ids[rows],
-        "payer_id": np.where(payer >= 0, p.pay_ids[np.maximum(payer, 0)], None),
-        "financial_class": np.where(payer >= 0, p.pay_class[np.maximum(payer, 0)], None),
-        "payer_sequence": p.c_seq[rows],
-        "days_to_pay": (first[rows] - p.c_day[rows]).astype(np.int64),
+        "claim_id": h.c_ids[rows],
+        "payer_id": np.where(payer >= 0, h.pay_ids[np.maximum(payer, 0)], None),
+        "financial_class": np.where(payer >= 0, h.pay_class[np.maximum(payer, 0)], None),
+        "payer_sequence": h.c_seq[rows],
+        "days_to_pay": (first[rows] - h.c_day[rows]).astype(np.int64),
     })
 
 

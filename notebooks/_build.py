@@ -24,8 +24,8 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from IPython.display import display
 
-from features.data import read_dataset
-from features.simulate import simulate_to_folder
+from features.contract import read_dataset
+from features.sources.simulate import simulate_to_folder
 
 warnings.filterwarnings("ignore", category=FutureWarning)
 warnings.filterwarnings("ignore", message=".*eval_set.*")
@@ -46,7 +46,7 @@ ds = read_dataset(DATA)
 print(f"{DATA}: extract date {ds.extract_date.date()}, rows {ds.row_counts()}")'''
 
 SMALL_TRAINING = '''\
-from training.config import load_config
+from training.settings import load_settings
 
 # The defaults (training/default_config.yaml) with small models, so the notebook runs in about a minute.
 SMALL = {
@@ -55,7 +55,7 @@ SMALL = {
     "overturn_model": {"n_estimators": 40, "learning_rate": 0.15, "min_child_samples": 10},
     "snapshots": {"max_as_of_dates": 12},
 }
-cfg = load_config(overrides=SMALL)'''
+cfg = load_settings(overrides=SMALL)'''
 
 TEMP_MLFLOW = '''\
 # MLflow on a throw-away SQLite store (the embedded default, kept out of the repository)
@@ -231,7 +231,7 @@ import numpy as np
 from training.tracking import load_bundle
 
 mlflow.set_tracking_uri(TRACKING)
-runs = mlflow.search_runs(experiment_names=[cfg["mlflow"]["experiment"]])
+runs = mlflow.search_runs(experiment_names=[cfg.mlflow.experiment])
 display(runs[["run_id", "status", "metrics.roc_auc", "metrics.ece", "metrics.recovery_at_20_model"]])
 loaded = load_bundle(registered.name, version=registered.version, tracking_uri=TRACKING)
 test = snaps.part("test")

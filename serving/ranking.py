@@ -2,10 +2,12 @@
 reasons and exploration. The nightly batch and the HTTP service both call `rank`.
 
 Inputs are the feature tables of `features.snapshot` (DataFrames, or `Columns`: a dict of equal-length
-NumPy arrays) and a fitted `training.model.RecoupModel`. Everything is vectorised NumPy with no
-per-row Python and no pandas work between the inputs and the output, so one account costs about
-as little as the arithmetic (the API's path) and a million cost one pass (the batch's); TreeSHAP
-reasons are computed only for the rows that need them.
+NumPy arrays) and a fitted `training.model.RecoupModel`. The feature rows keep the shape they come in;
+the scored rows are `Columns` from `score_rows` to the end of `finalize`, which makes DataFrames only
+when asked (`frames=True`, the batch). Everything is vectorised NumPy with no per-row Python and no
+pandas work between the inputs and the output, so one account costs about as little as the arithmetic
+(the API's path) and a million cost one pass (the batch's); TreeSHAP reasons are computed only for the
+rows that need them.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from features.data import float_column
+from features.contract import float_column
+from features.dates import DAY_KEY, add_days, day_numbers
 
 DEFAULT_RANKING_PATH = Path(__file__).with_name("ranking.yaml")
 ACTIONS = ("appeal", "correct_and_resubmit", "call", "bill_patient", "send_to_agency", "write_off", "hold")
@@ -30,25 +33,22 @@ DENIAL_COLUMNS = [
     "claim_id", "account_id", "as_of", "rank", "priority", "p_overturn", "expected_recovery", "next_action",
     "appeal_deadline", "carc", "is_exploration", "model_version", "run_id",
 ]
-_SCORED_DENIAL_COLUMNS = [c for c in DENIAL_COLUMNS if c not in ("rank", "model_version", "run_id")] + [
-    "action_minutes"]
 
 Columns = dict  # column name -> 1-D NumPy array, every array the same length
 Table = pd.DataFrame | dict
-_NS_PER_DAY = 86_400_000_000_000
-_DAY_KEY = np.int64(1 << 22)  # day multiplier in (id code, day) composite keys
 
 
 def load_ranking_config(path: str | Path | None = None, overrides: dict | None = None) -> dict:
     """The ranking defaults (`ranking.yaml`), updated by the YAML file at `path` and then by `overrides`."""
-    from training.config import load_yaml_with_defaults
+    from training.settings import load_yaml_with_defaults
 
     return load_yaml_with_defaults(DEFAULT_RANKING_PATH, path, overrides)
 
 
 @dataclass
 class Ranked:
-    """A ranked worklist and denial list: DataFrames (the batch) or `Columns` (the API's `frames=False`)."""
+    """A worklist and denial list: `Columns` as scored (`score_rows`), DataFrames or `Columns` as ranked
+    (`finalize`'s `frames`)."""
 
     accounts: Table
     denials: Table
@@ -69,8 +69,12 @@ def column(t: Table, name: str) -> np.ndarray:
     return v.to_numpy() if isinstance(v, (pd.Series, pd.Index)) else np.asarray(v)
 
 
-def to_columns(t: Table) -> Columns:
-    return {c: column(t, c) for c in t.columns} if isinstance(t, pd.DataFrame) else t
+def concat_rows(parts: list[Columns]) -> Columns:
+    """Scored rows of several chunks as one `Columns` (chunks without rows are left out)."""
+    parts = [p for p in parts if n_rows(p)]
+    if len(parts) <= 1:
+        return parts[0] if parts else {}
+    return {c: np.concatenate([p[c] for p in parts]) for c in parts[0]}
 
 
 def take(t: Table, rows: np.ndarray) -> Table:
@@ -94,17 +98,13 @@ def _dates(t: Table, col: str) -> np.ndarray:
     return np.asarray(v, dtype="datetime64[ns]")
 
 
-def _day_numbers(dates: np.ndarray) -> np.ndarray:
-    return dates.astype("datetime64[D]").astype(np.int64) + 1_000_000  # positive for any real date
-
-
 def _match(a_ids: np.ndarray, a_days: np.ndarray, b_ids: np.ndarray, b_days: np.ndarray) -> np.ndarray:
     """For each (id, day) of `a`: the row of `b` with the same key (keys of `b` are unique), or -1."""
     if not len(a_ids) or not len(b_ids):
         return np.full(len(a_ids), -1, dtype=np.int64)
     codes, _ = pd.factorize(np.concatenate([a_ids.astype(object), b_ids.astype(object)]))
-    ka = codes[:len(a_ids)] * _DAY_KEY + _day_numbers(a_days)
-    kb = codes[len(a_ids):] * _DAY_KEY + _day_numbers(b_days)
+    ka = codes[:len(a_ids)] * DAY_KEY + day_numbers(a_days)
+    kb = codes[len(a_ids):] * DAY_KEY + day_numbers(b_days)
     order = np.argsort(kb, kind="stable")
     pos = np.minimum(np.searchsorted(kb[order], ka), len(kb) - 1)
     return np.where(kb[order][pos] == ka, order[pos], -1)
@@ -125,12 +125,6 @@ def exploration_draw(keys, as_of, seed: int, salt: str = "explore") -> np.ndarra
     text = np.array([f"{k}|{d}{tail}" for k, d in zip(keys.tolist(), days.tolist(), strict=True)], dtype=object)
     # categorize=False: the same hashes, without building a pandas Categorical on every call
     return pd.util.hash_array(text, hash_key="recoup-explore01", categorize=False) / 2.0**64
-
-
-def _deadline(as_of: np.ndarray, days_left: np.ndarray) -> np.ndarray:
-    ok = np.isfinite(days_left)
-    ns = (np.where(ok, days_left, 0.0) * _NS_PER_DAY).astype(np.int64).astype("timedelta64[ns]")
-    return np.where(ok, as_of + ns, np.datetime64("NaT", "ns"))
 
 
 def _urgent(days_left: np.ndarray, window: float) -> np.ndarray:
@@ -158,12 +152,13 @@ def rank(model, accounts: Table, denials: Table | None, cfg: dict, model_version
          reasons_rows: int | None = None, capacity_minutes: float | None = None, frames: bool = True) -> Ranked:
     """Score, prioritise and order one worklist (ranks are per as-of date), with reasons for the
     first `reasons_rows` rows (all rows when None). `frames=False` returns `Columns`, not DataFrames."""
-    scored = score_rows(model, accounts, denials, cfg, frames=False)
+    scored = score_rows(model, accounts, denials, cfg)
     return finalize(model, accounts, scored, cfg, model_version, run_id, reasons_rows, capacity_minutes, frames)
 
 
-def score_rows(model, accounts: Table, denials: Table | None, cfg: dict, frames: bool = True) -> Ranked:
-    """Row-wise part of the ranking (scores, actions, priorities): chunks can be scored apart."""
+def score_rows(model, accounts: Table, denials: Table | None, cfg: dict) -> Ranked:
+    """Row-wise part of the ranking (scores, actions, priorities) as `Columns`: chunks can be scored
+    apart (and joined with `concat_rows`)."""
     den = denials if denials is not None and n_rows(denials) else None
     den_scored = None
     if den is not None:
@@ -172,23 +167,20 @@ def score_rows(model, accounts: Table, denials: Table | None, cfg: dict, frames:
     scores = model.score_accounts(accounts)
     acc = _score_accounts(accounts, column(scores, "p_payment"), column(scores, "expected_recovery"), den_scored,
                           cfg)
-    if not frames:
-        return Ranked(acc, den_scored if den_scored is not None else {})
-    den_df = pd.DataFrame(den_scored) if den_scored is not None else pd.DataFrame(columns=_SCORED_DENIAL_COLUMNS)
-    return Ranked(pd.DataFrame(acc), den_df)
+    return Ranked(acc, den_scored if den_scored is not None else {})
 
 
 def finalize(model, accounts: Table, scored: Ranked, cfg: dict, model_version: str, run_id: str,
              reasons_rows: int | None = None, capacity_minutes: float | None = None, frames: bool = True) -> Ranked:
-    """Order the scored rows (capacity, exploration), add reasons and the run's columns."""
+    """Order the scored rows (`score_rows`' `Columns`: capacity, exploration), add reasons and the run's
+    columns."""
     seed, share = int(cfg["exploration_seed"]), float(cfg["exploration_share"])
-    acc = _order(to_columns(scored.accounts), "account_id", capacity_minutes, seed, share)
+    acc = _order(scored.accounts, "account_id", capacity_minutes, seed, share)
     acc["priority"] = np.where(np.isneginf(acc["priority"]), np.nan, acc["priority"])
     n = n_rows(acc)
     n_reasons = n if reasons_rows is None else min(int(reasons_rows), n)
     acc["reasons"] = _reasons(model, accounts, acc, n_reasons, int(cfg["reasons"]["top_n"]))
-    den = to_columns(scored.denials)
-    den = _order(den, "claim_id", None, seed) if n_rows(den) else {}
+    den = _order(scored.denials, "claim_id", None, seed) if n_rows(scored.denials) else {}
     if not frames:
         for t in (acc, den):
             if t:
@@ -210,7 +202,7 @@ def _best_denial_rows(den: Columns, cost: np.ndarray) -> np.ndarray:
     """The best open denial (value per minute, ties by claim id) of each (account, as-of): its rows."""
     per_min = (den["expected_recovery"] - cost) / np.maximum(den["action_minutes"], 1)
     acct = pd.factorize(den["account_id"].astype(object))[0]
-    order = np.lexsort((_id_order(den["claim_id"]), -per_min, _day_numbers(den["as_of"]), acct))
+    order = np.lexsort((_id_order(den["claim_id"]), -per_min, day_numbers(den["as_of"]), acct))
     first = np.r_[True, (acct[order][1:] != acct[order][:-1]) | (den["as_of"][order][1:] != den["as_of"][order][:-1])]
     return order[first]
 
@@ -280,7 +272,7 @@ def _score_accounts(acc: Table, p: np.ndarray, er: np.ndarray, den: Columns | No
     return {
         "account_id": ids, "as_of": as_of, "priority": prio, "p_payment": p, "expected_recovery": er,
         "expected_net": net, "next_action": action, "action_minutes": minutes, "hold_reason": hold_reason,
-        "appeal_deadline": _deadline(as_of, ap_left), "timely_filing_deadline": _deadline(as_of, tf_left),
+        "appeal_deadline": add_days(as_of, ap_left), "timely_filing_deadline": add_days(as_of, tf_left),
         "balance": balance, "is_exploration": explore,
     }
 
@@ -299,7 +291,7 @@ def _score_denials(den: Table, p_overturn: np.ndarray, expected: np.ndarray, cfg
     return {
         "claim_id": claim_ids, "account_id": column(den, "account_id").astype(object), "as_of": as_of,
         "priority": prio, "p_overturn": np.asarray(p_overturn, dtype=np.float64), "expected_recovery": expected,
-        "next_action": action, "appeal_deadline": _deadline(as_of, left), "carc": column(den, "carc").astype(object),
+        "next_action": action, "appeal_deadline": add_days(as_of, left), "carc": column(den, "carc").astype(object),
         "action_minutes": minutes,
         "is_exploration": exploration_draw(claim_ids, as_of, int(cfg["exploration_seed"])) < float(
             cfg["exploration_share"]),
@@ -314,7 +306,7 @@ def _order(cols: Columns, key: str, capacity_minutes: float | None, seed: int,
     n = n_rows(cols)
     if n == 0:
         return {**cols, "rank": np.zeros(0, dtype=np.int64)}
-    days = _day_numbers(cols["as_of"])
+    days = day_numbers(cols["as_of"])
     id_rank = _id_order(cols[key])
     prio = cols["priority"]
     # by date, then priority (high first; NaN last), then id
@@ -355,7 +347,7 @@ def _order(cols: Columns, key: str, capacity_minutes: float | None, seed: int,
 
 
 def _format_value(name: str, value) -> str:
-    from features.definitions import carc_descriptions
+    from features.catalogue import carc_descriptions
 
     if value is None or value is pd.NA or (isinstance(value, float) and not np.isfinite(value)):
         return "unknown"

@@ -23,7 +23,7 @@ AS_OF_2 = "2025-05-01"
 class BatchEnv:
     root: Path
     data: Path  # the simulated dataset (Parquet folder)
-    dataset: object  # features.data.Dataset of `data`
+    dataset: object  # features.contract.Dataset of `data`
     model: object  # the fitted RecoupModel (registered as recoup/1)
     tracking_uri: str
     artifact_root: Path
@@ -40,16 +40,16 @@ class BatchEnv:
 
 @functools.cache
 def batch_env() -> BatchEnv:
-    from features.data import read_dataset
-    from features.simulate import simulate_to_folder
-    from training.config import load_config
+    from features.contract import read_dataset
+    from features.sources.simulate import simulate_to_folder
+    from training.settings import load_settings
     from training.tracking import log_training_run
     from training.train import data_fingerprint, synthetic_input_example, train_model
 
     root = Path(tempfile.mkdtemp(prefix="recoup-batch-"))
     data = simulate_to_folder(root / "data", **BATCH_SIM)
     ds = read_dataset(data)
-    cfg = load_config(overrides=BATCH_TRAINING)
+    cfg = load_settings(overrides=BATCH_TRAINING)
     model, _ = train_model(ds, cfg)
     artifacts = root / "artifacts"
     artifacts.mkdir()

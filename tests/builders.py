@@ -6,8 +6,7 @@ import itertools
 
 import pandas as pd
 
-from features.contract import REQUIRED_TABLES, columns_of
-from features.data import Dataset, coerce_table, latest_date
+from features.contract import REQUIRED_TABLES, Dataset, coerce_table, columns_of, latest_date
 
 
 class Builder:

@@ -14,12 +14,12 @@ SMALL_TRAINING = {
 @functools.cache
 def small_model():
     """(model, snapshots, dataset, config) for the small simulated dataset."""
-    from features.data import read_dataset
+    from features.contract import read_dataset
     from tests.simdata import small_dataset_dir
-    from training.config import load_config
+    from training.settings import load_settings
     from training.train import train_model
 
     ds = read_dataset(small_dataset_dir())
-    cfg = load_config(overrides=SMALL_TRAINING)
+    cfg = load_settings(overrides=SMALL_TRAINING)
     model, snaps = train_model(ds, cfg)
     return model, snaps, ds, cfg

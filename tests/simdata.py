@@ -11,7 +11,7 @@ SMALL = dict(n_accounts=10000, seed=11, start="2024-01-01", end="2025-06-30")
 
 @functools.cache
 def small_dataset_dir() -> Path:
-    from features.simulate import simulate_to_folder
+    from features.sources.simulate import simulate_to_folder
 
     root = Path(tempfile.mkdtemp(prefix="recoup-sim-"))
     return simulate_to_folder(root / "data", **SMALL)
@@ -22,7 +22,7 @@ OFFICE = dict(n_accounts=2500, seed=5, start="2024-01-01", end="2024-12-31")
 @functools.cache
 def small_office_dir() -> Path:
     """A small office (a year of history) for the truth, arena and off-policy tests."""
-    from features.simulate import simulate_to_folder
+    from features.sources.simulate import simulate_to_folder
 
     root = Path(tempfile.mkdtemp(prefix="recoup-office-"))
     return simulate_to_folder(root / "data", **OFFICE)

@@ -136,7 +136,7 @@ def test_arena_cli_help_and_a_tiny_run(tmp_path):
 
 
 def test_the_days_data_is_the_history_and_the_arena_days():
-    from features.data import validate_dataset
+    from features.contract import validate_dataset
 
     office = Office.load(small_office_dir())
     counts = []

@@ -16,8 +16,10 @@ import pytest
 
 from features.contract import ContractError
 from serving.batch import run_batch
-from serving.store import PAUSE_ENV, read_runs, read_worklist
+from serving.batch.store import read_runs, read_worklist
 from tests.batchfixtures import AS_OF, AS_OF_2, assert_worklists_equal, benv  # noqa: F401
+
+ROOT = Path(__file__).resolve().parents[1]
 
 pytestmark = pytest.mark.slow
 
@@ -54,6 +56,22 @@ def test_two_runs_agree_and_rerun_replaces_the_date(benv, tmp_path):  # noqa: F8
     assert pd.to_datetime(runs["finished_at"]).ge(pd.to_datetime(runs["started_at"])).all()
 
 
+def test_chunks_change_nothing(benv):  # noqa: F811
+    """Scored chunks are joined as NumPy columns (`concat_rows`): cutting the accounts into many
+    chunks gives the one-chunk worklist (exploration included) with the same column types."""
+    from serving.ranking import load_ranking_config
+
+    cfg = load_ranking_config(overrides={"exploration_share": 0.2})
+    whole = run_batch(benv.data, AS_OF, None, benv.model, benv.version_label, ranking_cfg=cfg, keep_result=True,
+                      dataset=benv.dataset).ranked
+    cut = run_batch(benv.data, AS_OF, None, benv.model, benv.version_label, ranking_cfg=cfg, keep_result=True,
+                    dataset=benv.dataset, chunk_size=170).ranked
+    assert len(whole.accounts) > 100 and len(whole.denials) > 0 and whole.accounts["is_exploration"].any()
+    assert_worklists_equal(whole.accounts, cut.accounts)
+    assert_worklists_equal(whole.denials, cut.denials)
+    assert list(whole.accounts.dtypes) == list(cut.accounts.dtypes)
+
+
 def _broken_copy(src: Path, dst: Path) -> Path:
     shutil.copytree(src, dst, ignore=shutil.ignore_patterns("_truth"))
     claims = pd.read_parquet(dst / "claims.parquet")
@@ -81,8 +99,9 @@ def test_killed_run_leaves_previous_worklist_intact(benv, tmp_path):  # noqa: F8
     before = run_batch(benv.data, AS_OF, target, benv.model, benv.version_label)
     old = read_worklist(target)
     old_den = read_worklist(target, kind="denials")
-    proc = subprocess.Popen([str(Path(sys.executable).with_name("recoup")), "score", str(benv.data), "--as-of", AS_OF,
-                             "--out", target], env={**benv.env(), PAUSE_ENV: "120"},
+    # `recoup score`, paused once every file is staged and none swapped (tests/killpoint.py)
+    proc = subprocess.Popen([sys.executable, "-m", "tests.killpoint", "parquet", "score", str(benv.data),
+                             "--as-of", AS_OF, "--out", target], cwd=ROOT, env=benv.env(),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 240

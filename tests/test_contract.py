@@ -10,8 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from features.contract import TABLES, ContractError
-from features.data import read_dataset, validate_dataset, write_dataset
+from features.contract import TABLES, ContractError, DatasetWriter, read_dataset, validate_dataset, write_dataset
 from tests.simdata import small_dataset_dir
 
 
@@ -109,6 +108,56 @@ def test_csv_folder_reads_like_parquet(tmp_path):
     again = read_dataset(tmp_path / "csv")
     for name, df in ds.tables.items():
         pd.testing.assert_frame_equal(df, again[name], check_dtype=True, obj=name)
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_a_failed_write_leaves_the_old_folder_as_it_was(tmp_path):
+    ds = read_dataset(small_dataset_dir())
+    write_dataset(ds, tmp_path / "data")
+    before = _files(tmp_path / "data")
+    with pytest.raises(RuntimeError, match="disk full"):
+        with DatasetWriter(tmp_path / "data") as writer:
+            writer.write("payers", ds["payers"].head(2))
+            raise RuntimeError("disk full")
+    assert _files(tmp_path / "data") == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]  # no temporary folder left behind
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "csv"])
+def test_a_table_written_in_chunks_reads_back_whole(tmp_path, fmt):
+    ds = read_dataset(small_dataset_dir())
+    accounts = ds["accounts"]
+    with DatasetWriter(tmp_path / "data", fmt=fmt) as writer:
+        for name, df in ds.tables.items():
+            if name != "accounts":
+                writer.write(name, df)
+        for start in range(0, len(accounts), 4000):
+            writer.write("accounts", accounts.iloc[start:start + 4000])
+    again = read_dataset(tmp_path / "data")
+    pd.testing.assert_frame_equal(accounts, again["accounts"], check_dtype=True)
+
+
+def test_keep_existing_carries_the_other_files_over(tmp_path):
+    ds = read_dataset(small_dataset_dir())
+    write_dataset(ds, tmp_path / "data")
+    (tmp_path / "data" / "_ledger.json").write_text("{}")
+    with DatasetWriter(tmp_path / "data", keep_existing=True) as writer:
+        writer.write("payers", ds["payers"].head(3))
+    assert (tmp_path / "data" / "_ledger.json").read_text() == "{}"
+    assert len(pd.read_parquet(tmp_path / "data" / "payers.parquet")) == 3
+    assert len(pd.read_parquet(tmp_path / "data" / "accounts.parquet")) == len(ds["accounts"])
+    with DatasetWriter(tmp_path / "data") as writer:  # without it, the folder is replaced whole
+        writer.write("payers", ds["payers"])
+    assert sorted(p.name for p in (tmp_path / "data").iterdir()) == ["payers.parquet"]
+
+
+def test_sql_writer_refuses_a_database_other_than_postgresql(tmp_path):
+    ds = read_dataset(small_dataset_dir())
+    with pytest.raises(ValueError, match="writes to PostgreSQL, not sqlite"):
+        write_dataset(ds, f"sqlite:///{tmp_path / 'x.db'}")
 
 
 def test_unknown_columns_are_ignored(data_copy):

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from features.catalogue import FEATURE_VIEWS
 from features.contract import TABLES
-from features.definitions import FEATURE_VIEWS
 from features.docs import DOCS_DIR, PAGES, data_contract_md, feature_catalogue_md, main, stale_pages
 
 

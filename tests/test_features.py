@@ -1,4 +1,4 @@
-"""Point-in-time features and labels (features/snapshot.py): X12 facts, labels on hand examples,
+"""Point-in-time features and labels (features/snapshot/): X12 facts, labels on hand examples,
 no look-ahead (hypothesis), agreement with a slow per-account reference, and input order."""
 
 from __future__ import annotations
@@ -9,14 +9,14 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from features.contract import TABLES
-from features.definitions import (
+from features.catalogue import (
     account_feature_names,
     categorical_features,
     denial_feature_names,
     routine_carcs,
 )
-from features.snapshot import STATS_COLUMNS, account_features, denial_features, pooled_stats
+from features.contract import TABLES
+from features.snapshot import STATS_COLUMNS, Horizons, account_features, denial_features, pooled_stats
 from tests.builders import Builder, dataset_from_frames, random_history
 
 ACCOUNT_KEY = ["account_id", "as_of"]
@@ -140,9 +140,9 @@ def test_reversal_undoes_its_payment():
     assert after["balance"] == 600.0 and after["remit_paid"] == 0.0 and after["last_remit_status"] == "reversal"
     assert after["insurance_paid"] == 600.0 and after["payments_30d"] == 0.0  # net of the reversal
     # a label window holding the payment and its reversal: nothing recovered
-    early = _one(account_features(ds, "2024-01-20", horizon_days=40), a)
+    early = _one(account_features(ds, "2024-01-20", horizons=Horizons(horizon_days=40)), a)
     assert early["label_recovered"] == 0.0 and early["label_paid"] == 0.0
-    mid = _one(account_features(ds, "2024-01-20", horizon_days=20), a)
+    mid = _one(account_features(ds, "2024-01-20", horizons=Horizons(horizon_days=20)), a)
     assert mid["label_recovered"] == 600.0 and mid["label_paid"] == 1.0
 
 
@@ -545,8 +545,8 @@ def test_agrees_with_the_per_account_reference(seed):
 
 @pytest.mark.slow
 def test_agrees_with_the_reference_on_simulated_data(tmp_path):
-    simulate = pytest.importorskip("features.simulate")
-    from features.data import read_dataset
+    simulate = pytest.importorskip("features.sources.simulate")
+    from features.contract import read_dataset
 
     simulate.simulate_to_folder(tmp_path / "sim", 150, 3, "2024-01-01", "2024-12-31", truth=False)
     ds = read_dataset(tmp_path / "sim")
@@ -574,7 +574,7 @@ def test_agrees_with_the_reference_on_simulated_data(tmp_path):
 def test_features_command_writes_parquet_and_csv(tmp_path):
     from typer.testing import CliRunner
 
-    from features.data import write_dataset
+    from features.contract import write_dataset
     from recoup_cli import app
 
     ds = random_history(4, 30).build("2024-12-31")
@@ -607,12 +607,12 @@ def test_features_command_writes_parquet_and_csv(tmp_path):
 
 
 def test_small_and_large_id_lookup_paths_agree(monkeypatch):
-    import features.snapshot as snapshot
+    import features.snapshot.arrays as arrays
 
     ds = random_history(9, 40).build()
     dates = ["2024-03-01", "2024-06-01"]
     small_a, small_d = account_features(ds, dates), denial_features(ds, dates)
-    monkeypatch.setattr(snapshot, "_SMALL", 0)  # force the Arrow lookups of large datasets
+    monkeypatch.setattr(arrays, "SMALL", 0)  # force the Arrow lookups of large datasets
     pd.testing.assert_frame_equal(account_features(ds, dates), small_a)
     pd.testing.assert_frame_equal(denial_features(ds, dates), small_d)
 
@@ -635,12 +635,12 @@ def test_snapshot_features_equals_the_two_calls():
 def test_numpy_tables_and_columns_give_the_dataframe_numbers(monkeypatch, small_lookups):
     """The API's form (ColumnTable inputs, dicts of NumPy arrays out) runs the same feature code as
     the batch's DataFrames and gives the same frame, exactly."""
-    import features.snapshot as snapshot
-    from features.data import ColumnTable, Dataset
+    import features.snapshot.arrays as arrays
+    from features.contract import ColumnTable, Dataset
     from features.snapshot import snapshot_features
 
     if not small_lookups:
-        monkeypatch.setattr(snapshot, "_SMALL", 0)  # the lookups of large inputs
+        monkeypatch.setattr(arrays, "SMALL", 0)  # the lookups of large inputs
     for seed in (3, 21):
         ds = random_history(seed, 40).build()
         as_numpy = Dataset({k: ColumnTable.from_frame(v) for k, v in ds.tables.items()}, extract_date=ds.extract_date)

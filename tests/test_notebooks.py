@@ -49,7 +49,7 @@ def test_notebooks_are_built_by_the_generator():
 @pytest.fixture(scope="module")
 def kernel_env(tmp_path_factory, monkeypatch_module):
     """A kernelspec for this interpreter and the shared simulated dataset."""
-    from features.simulate import simulate_to_folder
+    from features.sources.simulate import simulate_to_folder
 
     root = tmp_path_factory.mktemp("nb")
     spec_dir = root / "jupyter" / "kernels" / KERNEL

@@ -14,6 +14,8 @@ import pytest
 
 from tests.batchfixtures import AS_OF, assert_worklists_equal, benv  # noqa: F401
 
+ROOT = Path(__file__).resolve().parents[1]
+
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
 SERVER = "postgresql://postgres@127.0.0.1:5432"
@@ -74,7 +76,7 @@ def test_load_types_keys_and_indexes(loaded, benv):  # noqa: F811
     finally:
         engine.dispose()
     # loading again replaces the tables (no duplicates)
-    from serving.sql import load_dataset
+    from features.contract import load_dataset
 
     counts = load_dataset(benv.data, loaded)
     assert counts["transactions"] == len(benv.dataset["transactions"])
@@ -83,10 +85,10 @@ def test_load_types_keys_and_indexes(loaded, benv):  # noqa: F811
 def test_parquet_in_postgres_in_and_postgres_out_agree(loaded, benv, tmp_path):  # noqa: F811
     from typer.testing import CliRunner
 
-    from features.data import read_dataset
+    from features.contract import read_dataset
     from recoup_cli import app
     from serving.batch import run_batch
-    from serving.store import read_runs, read_worklist
+    from serving.batch.store import read_runs, read_worklist
 
     # the dataset read back from PostgreSQL is the Parquet one
     back = read_dataset(loaded)
@@ -128,13 +130,14 @@ def test_killed_sql_run_leaves_previous_table(loaded, benv):  # noqa: F811
     import sqlalchemy as sa
 
     from serving.batch import run_batch
-    from serving.store import PAUSE_ENV, read_runs, read_worklist
+    from serving.batch.store import read_runs, read_worklist
 
     target = f"{loaded}#killed"
     before = run_batch(loaded, AS_OF, target, benv.model, benv.version_label)
     old = read_worklist(target)
-    proc = subprocess.Popen([str(Path(sys.executable).with_name("recoup")), "score", loaded, "--as-of", AS_OF,
-                             "--out", target], env={**benv.env(), PAUSE_ENV: "120"},
+    # `recoup score`, paused before the worklist's transaction commits (tests/killpoint.py)
+    proc = subprocess.Popen([sys.executable, "-m", "tests.killpoint", "sql", "score", loaded, "--as-of", AS_OF,
+                             "--out", target], cwd=ROOT, env=benv.env(),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     engine = sa.create_engine(loaded)
     try:
@@ -165,7 +168,7 @@ def test_killed_sql_run_leaves_previous_table(loaded, benv):  # noqa: F811
 def test_spark_reads_postgres(loaded, benv):  # noqa: F811
     pytest.importorskip("pyspark")
     from serving.batch import run_batch
-    from serving.spark import run_spark_batch, spark_session
+    from serving.batch.spark import run_spark_batch, spark_session
 
     local = run_batch(loaded, AS_OF, None, benv.model, benv.version_label, keep_result=True)
     dist = run_spark_batch(loaded, AS_OF, None, benv.model, benv.version_label, keep_result=True,

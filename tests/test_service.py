@@ -39,15 +39,15 @@ def env(tmp_path_factory):
                       RECOUP_API_TOKEN=TOKEN, RECOUP_MODEL_ALIAS="champion")
     for k in ("RECOUP_NO_AUTH", "RECOUP_MODEL_VERSION", "RECOUP_MAX_ACCOUNTS", "RECOUP_MAX_BODY_BYTES"):
         os.environ.pop(k, None)
-    from features.data import read_dataset
-    from features.simulate import simulate_to_folder
-    from training.config import load_config
+    from features.contract import read_dataset
+    from features.sources.simulate import simulate_to_folder
+    from training.settings import load_settings
     from training.tracking import log_training_run
     from training.train import data_fingerprint, synthetic_input_example, train_model
 
     simulate_to_folder(tmp / "data", 1500, 11, "2024-01-01", "2025-06-30")
     ds = read_dataset(tmp / "data")
-    cfg = load_config(overrides={"payment_model": {"n_estimators": 60}, "amount_model": {"n_estimators": 60},
+    cfg = load_settings(overrides={"payment_model": {"n_estimators": 60}, "amount_model": {"n_estimators": 60},
                                  "overturn_model": {"n_estimators": 40}, "snapshots": {"max_as_of_dates": 9}})
     model, _ = train_model(ds, cfg)
     reg1 = log_training_run(model, cfg, data_fingerprint(ds), [], synthetic_input_example(model), uri)
@@ -58,14 +58,19 @@ def env(tmp_path_factory):
     os.environ.update(saved)
 
 
+def _settings(env, **changes):
+    from serving.api.settings import ServiceSettings
+
+    return ServiceSettings(api_token=TOKEN, tracking_uri=env["uri"], **changes)
+
+
 @pytest.fixture(scope="module")
 def client(env):
     from starlette.testclient import TestClient
 
-    from serving.service import RecoupService, prepare_process
+    from serving.api.service import build_app
 
-    prepare_process()
-    with TestClient(RecoupService.to_asgi(), raise_server_exceptions=False) as c:
+    with TestClient(build_app(_settings(env)), raise_server_exceptions=False) as c:
         yield c
 
 
@@ -78,7 +83,7 @@ def open_ids(env):
 
 
 def _body(env, ids) -> dict:
-    from serving.service import history_from_dataset
+    from serving.api.request import history_from_dataset
 
     return history_from_dataset(env["ds"], ids, AS_OF)
 
@@ -115,9 +120,8 @@ def test_encoder_matches_a_plain_categorical_encoding(env):
 def test_request_tables_hold_the_values_coerce_table_gives(env, open_ids):
     """The API's NumPy tables hold what the batch's reader gives (`coerce_table`), in the
     ColumnTable types: text as object, dates as datetime64[ns], numbers as float64 with NaN."""
-    from features.data import ColumnTable, coerce_table
-    from serving.api_models import ScoreRequest
-    from serving.service import build_dataset
+    from features.contract import ColumnTable, coerce_table
+    from serving.api.request import ScoreRequest, build_dataset
 
     body = _body(env, open_ids[:3])
     ds = build_dataset(ScoreRequest.model_validate(body))
@@ -262,27 +266,71 @@ def test_malformed_json_and_duplicates(env, client, open_ids):
     assert r.status_code == 422 and "accounts[1].account.account_id" in r.json()["fields"]
 
 
-def test_limits_give_413(env, client, open_ids, monkeypatch):
+def test_body_limit_gives_413(env, client, open_ids):
+    """The middleware's body limit, around a bare ASGI app (a second BentoML app in this process would
+    register its Prometheus metrics twice); the accounts limit is checked through `recoup serve`."""
+    from starlette.responses import PlainTextResponse
+    from starlette.testclient import TestClient
+
+    from serving.api.middleware import RecoupMiddleware
+
     body = _body(env, open_ids[:3])
-    monkeypatch.setenv("RECOUP_MAX_ACCOUNTS", "2")
-    r = client.post("/score", json=body, headers=AUTH)
-    assert r.status_code == 413 and "too many accounts" in r.json()["error"] and r.json()["fields"] == ["accounts"]
-    monkeypatch.setenv("RECOUP_MAX_ACCOUNTS", "5000")
-    monkeypatch.setenv("RECOUP_MAX_BODY_BYTES", "1000")
-    r = client.post("/score", json=body, headers=AUTH)
-    assert r.status_code == 413 and "too large" in r.json()["error"]
+    assert client.post("/score", json=body, headers=AUTH).status_code == 200  # within the default limits
+
+    async def echo(scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return
+        received = b""
+        while True:
+            msg = await receive()
+            received += msg.get("body", b"")
+            if not msg.get("more_body"):
+                break
+        await PlainTextResponse(f"{len(received)} bytes")(scope, receive, send)
+
+    data = json.dumps(body).encode()
+    exact = TestClient(RecoupMiddleware(echo, _settings(env, max_body_bytes=len(data))))  # no lifespan
+    assert exact.post("/score", content=data, headers=AUTH).text == f"{len(data)} bytes"
+    small = TestClient(RecoupMiddleware(echo, _settings(env, max_body_bytes=1000)))
+    r = small.post("/score", content=data, headers=AUTH)
+    assert r.status_code == 413 and "too large" in r.json()["error"] and r.json()["fields"] == ["body"]
 
     def chunks():  # no content-length: the limit holds on the streamed bytes too
-        data = json.dumps(body).encode()
         for i in range(0, len(data), 300):
             yield data[i:i + 300]
 
-    r = client.post("/score", content=chunks(), headers={**AUTH, "content-type": "application/json"})
+    r = small.post("/score", content=chunks(), headers={**AUTH, "content-type": "application/json"})
     assert r.status_code == 413
 
 
+def test_settings_from_the_environment():
+    """The variables are the documented way in for a Bento: each one reaches its setting, options win
+    over them, and a missing token or a bad number is an error that names the variable."""
+    from pathlib import Path
+
+    from serving.api.settings import ServiceSettings
+
+    env = {"RECOUP_API_TOKEN": "t0k", "RECOUP_MODEL_NAME": "m", "RECOUP_MODEL_ALIAS": "challenger",
+           "RECOUP_MODEL_VERSION": "7", "MLFLOW_TRACKING_URI": "sqlite:///x.db", "RECOUP_RANKING_CONFIG": "r.yaml",
+           "RECOUP_MAX_ACCOUNTS": "12", "RECOUP_MAX_BODY_BYTES": "3456", "RECOUP_THREADS": "3"}
+    s = ServiceSettings.from_env(env)
+    assert (s.api_token, s.no_auth, s.model_name, s.model_alias, s.model_version, s.tracking_uri) == (
+        "t0k", False, "m", "challenger", "7", "sqlite:///x.db")
+    assert (s.ranking_config, s.max_accounts, s.max_body_bytes, s.threads) == (Path("r.yaml"), 12, 3456, 3)
+    assert "t0k" not in repr(s)
+    wins = ServiceSettings.from_env(env, model_alias="champion", max_accounts=5)
+    assert (wins.model_alias, wins.max_accounts, wins.model_name) == ("champion", 5, "m")
+    assert ServiceSettings.from_env({"RECOUP_NO_AUTH": "1"}).api_token is None
+    with pytest.raises(ValueError, match="RECOUP_API_TOKEN"):
+        ServiceSettings.from_env({})
+    with pytest.raises(ValueError, match="RECOUP_MAX_ACCOUNTS='lots'"):
+        ServiceSettings.from_env({**env, "RECOUP_MAX_ACCOUNTS": "lots"})
+    with pytest.raises(ValueError, match="RECOUP_THREADS=0"):
+        ServiceSettings.from_env({**env, "RECOUP_THREADS": "0"})
+
+
 def test_unexpected_error_is_a_500_with_request_id_and_no_internals(env, client, open_ids, monkeypatch):
-    import serving.service as service
+    import serving.api.service as service
 
     def boom(*a, **k):
         raise KeyError("A-SECRET-ACCOUNT-ID")
@@ -411,7 +459,7 @@ def test_recoup_serve_end_to_end(env, open_ids, tmp_path):
 
     v1, v2 = env["versions"]
     port = _free_port()
-    penv = {**os.environ, "RECOUP_API_TOKEN": TOKEN}
+    penv = {**os.environ, "RECOUP_API_TOKEN": TOKEN, "RECOUP_MAX_ACCOUNTS": "2"}  # a variable as the way in
     penv.pop("PROMETHEUS_MULTIPROC_DIR", None)
     log_file = open(tmp_path / "serve.log", "w")
     proc = subprocess.Popen([sys.executable, "-m", "recoup_cli", "serve", "--host", "127.0.0.1", "--port", str(port),
@@ -434,6 +482,8 @@ def test_recoup_serve_end_to_end(env, open_ids, tmp_path):
         assert httpx.post(f"{base}/score", json=body, timeout=30).status_code == 401
         r = httpx.post(f"{base}/score", json=body, headers=AUTH, timeout=30)
         assert r.status_code == 200 and r.json()["model_version"] == f"recoup/{v1}"
+        r = httpx.post(f"{base}/score", json=_body(env, open_ids[:3]), headers=AUTH, timeout=30)
+        assert r.status_code == 413 and "too many accounts" in r.json()["error"] and r.json()["fields"] == ["accounts"]
         _set_alias(env, v2)
         proc.send_signal(signal.SIGHUP)
         for _ in range(120):
@@ -473,7 +523,13 @@ def test_bentoml_build(tmp_path):
     assert out.returncode == 0, out.stderr[-3000:]
     bento = next((tmp_path / "bentoml" / "bentos" / "recoup").glob("*/bento.yaml"))
     src = bento.parent / "src"
-    assert (src / "serving" / "service.py").exists() and (src / "features" / "snapshot.py").exists()
     assert (src / "serving" / "ranking.yaml").exists()
     assert (src / "features" / "reference" / "carc_routine.csv").exists()
     assert "RecoupService" in bento.read_text()
+    # the Bento's own source holds everything the service imports (not this checkout's)
+    probe = subprocess.run([sys.executable, "-c", "import serving.api.service, features.snapshot, serving.ranking, "
+                            "training.tracking; print(serving.api.service.__file__)"], cwd=src,
+                           env={**penv, "PYTHONPATH": str(src)}, capture_output=True, text=True,
+                           timeout=120)
+    assert probe.returncode == 0, probe.stderr[-3000:]
+    assert Path(probe.stdout.strip()).resolve().is_relative_to(src.resolve())

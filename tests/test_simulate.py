@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from features.data import read_dataset
-from features.simulate import simulate_to_folder
+from features.contract import read_dataset
+from features.sources.simulate import simulate_to_folder
 from tests.simdata import SMALL, small_dataset_dir
 
 SIGN = {"charge": 1, "refund": 1, "payment_reversal": 1}

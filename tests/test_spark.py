@@ -13,7 +13,7 @@ pytestmark = [pytest.mark.spark, pytest.mark.slow]
 @pytest.fixture(scope="session")
 def spark():
     pytest.importorskip("pyspark")
-    from serving.spark import spark_session
+    from serving.batch.spark import spark_session
 
     session = spark_session("local[2]")
     yield session
@@ -22,8 +22,8 @@ def spark():
 
 def test_spark_worklist_is_the_local_one(benv, spark, tmp_path):  # noqa: F811
     from serving.batch import run_batch
-    from serving.spark import run_spark_batch
-    from serving.store import read_runs, read_worklist
+    from serving.batch.spark import run_spark_batch
+    from serving.batch.store import read_runs, read_worklist
 
     # PySpark 4.3 warns that pandas 3 is not fully supported: this is the combination we run
     assert int(pd.__version__.split(".")[0]) >= 3

@@ -11,31 +11,52 @@ import pandas as pd
 import pytest
 
 from tests.modelfixtures import small_model
-from training.config import load_config
 from training.evaluate import expected_calibration_error
 from training.model import Calibrator
+from training.settings import load_settings
 from training.train import split_dates
 
 # ----------------------------------------------------------------------------- code
 
 
 def test_config_defaults_and_unknown_keys(tmp_path):
-    cfg = load_config()
-    assert cfg["horizon_days"] == 60 and cfg["split"]["test_dates"] == 3
+    cfg = load_settings()
+    assert cfg.horizon_days == 60 and cfg.split.test_dates == 3
     path = tmp_path / "c.yaml"
     path.write_text("payment_model:\n  num_leavs: 3\n")
     with pytest.raises(ValueError, match="payment_model.num_leavs"):
-        load_config(path)
+        load_settings(path)
     path.write_text("seed: 7\n")
-    assert load_config(path)["seed"] == 7
+    assert load_settings(path).seed == 7
+    path.write_text("snapshots: 3\n")
+    with pytest.raises(ValueError, match="configuration key 'snapshots' must be a mapping"):
+        load_settings(path)
+
+
+def test_settings_are_typed_frozen_and_carry_the_horizons(tmp_path):
+    from pydantic import ValidationError
+
+    from features.catalogue import DEFAULT_HORIZONS, Horizons
+
+    settings = load_settings(overrides={"overturn_horizon_days": 90, "payment_model": {"learning_rate": "0.2"}})
+    assert settings.horizons == Horizons(horizon_days=60, overturn_horizon_days=90)
+    assert settings.payment_model.learning_rate == 0.2  # YAML text that is a number is read as one
+    assert load_settings().horizons == DEFAULT_HORIZONS  # the YAML's defaults are the feature code's
+    with pytest.raises(ValidationError):
+        settings.seed = 1  # frozen: what training was given is what every stage reads
+    path = tmp_path / "c.yaml"
+    path.write_text("split:\n  test_dates: three\ncalibration: platt\n")
+    with pytest.raises(ValueError, match=r"'split.test_dates'.*integer.*'calibration'.*'isotonic' or 'sigmoid'"):
+        load_settings(path)
+    assert load_settings().as_dict()["amount_model"]["monotone_increasing"][0] == "balance"  # plain lists
 
 
 def test_time_split_leaves_no_label_overlap():
-    cfg = load_config()
+    cfg = load_settings()
     dates = list(pd.date_range("2024-04-01", "2025-10-01", freq="MS"))
     train, valid, test = split_dates(dates, cfg)
     assert test == dates[-3:] and valid == dates[-5:-3]
-    assert all(t + pd.Timedelta(days=cfg["horizon_days"]) <= valid[0] for t in train)
+    assert all(t + pd.Timedelta(days=cfg.horizon_days) <= valid[0] for t in train)
     assert max(train) < min(valid) < min(test)
     with pytest.raises(ValueError, match="as-of dates"):
         split_dates(dates[:4], cfg)
@@ -72,7 +93,7 @@ def fitted():
 def test_timely_filing_denial_scores_below_missing_information(fitted):
     """The same open denials, once with a timely-filing CARC and once with a missing-information CARC,
     built through the feature code (so the pooled rates follow the CARC as they would in real data)."""
-    from features.data import Dataset
+    from features.contract import Dataset
     from features.snapshot import denial_features
 
     model, _, ds, _ = fitted
@@ -113,7 +134,7 @@ def test_larger_balance_never_lowers_expected_recovery(fitted):
 
 
 def test_row_order_changes_nothing(fitted):
-    from features.data import Dataset
+    from features.contract import Dataset
     from features.snapshot import account_features
 
     model, _, ds, _ = fitted
@@ -164,6 +185,26 @@ def test_training_is_reproducible(fitted):
     np.testing.assert_array_equal(model.score_accounts(test).to_numpy(), again.score_accounts(test).to_numpy())
 
 
+def test_fit_learns_everything_and_older_bundles_still_load(fitted):
+    import pickle
+
+    from features.catalogue import Horizons
+    from training.model import RecoupModel
+
+    model, snaps, _, cfg = fitted
+    assert vars(RecoupModel(cfg)) == {"settings": cfg}  # __init__ only keeps its parameter
+    learned = {k for k in vars(model) if k != "settings"}
+    assert learned and all(k.endswith("_") for k in learned) and "drift_reference_" in learned
+    # a bundle pickled before `horizons_`: the two horizons were separate attributes, the config a dict
+    state = {k: v for k, v in vars(model).items() if k not in ("settings", "horizons_")}
+    old = RecoupModel.__new__(RecoupModel)
+    old.__dict__.update(state, config=cfg.as_dict(), horizon_days_=45, overturn_horizon_days_=90)
+    loaded = pickle.loads(pickle.dumps(old))
+    assert loaded.horizons_ == Horizons(45, 90) and not hasattr(loaded, "horizon_days_")
+    test = snaps.part("test")
+    np.testing.assert_array_equal(loaded.score_accounts(test).to_numpy(), model.score_accounts(test).to_numpy())
+
+
 # ----------------------------------------------------------------------------- MLflow cycle
 
 
@@ -173,7 +214,7 @@ def _cycle(tracking_uri: str, tmp_path, monkeypatch):
 
     monkeypatch.setenv("RECOUP_ARTIFACT_ROOT", str(tmp_path / "artifacts"))
     model, snaps, ds, cfg = small_model()
-    cfg = {**cfg, "mlflow": {"experiment": f"recoup-test-{uuid.uuid4().hex[:6]}", "registered_model": "recoup-t"}}
+    cfg = cfg.updated({"mlflow": {"experiment": f"recoup-test-{uuid.uuid4().hex[:6]}", "registered_model": "recoup-t"}})
     fp = data_fingerprint(ds)
     example = synthetic_input_example(model)
     first = tracking.log_training_run(model, cfg, fp, [], example, tracking_uri)
@@ -204,7 +245,7 @@ def _cycle(tracking_uri: str, tmp_path, monkeypatch):
     assert decision.promoted, decision.reason
     client = mlflow.MlflowClient()
     assert str(client.get_model_version_by_alias("recoup-t", "champion").version) == second.version
-    runs = mlflow.search_runs(experiment_names=[cfg["mlflow"]["experiment"]])
+    runs = mlflow.search_runs(experiment_names=[cfg.mlflow.experiment])
     assert (runs["tags.mlflow.runName"] == "promote").sum() == 2
 
 

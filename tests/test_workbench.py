@@ -12,7 +12,7 @@ T = pd.Timestamp("2025-03-01")
 
 @pytest.fixture(scope="module")
 def ds():
-    from features.data import read_dataset
+    from features.contract import read_dataset
     from tests.simdata import small_dataset_dir
 
     return read_dataset(small_dataset_dir())
@@ -65,7 +65,7 @@ def test_payer_rates_and_days_to_pay(ds):
 def test_extract_at_is_the_data_as_known_then(ds):
     """Nothing known on T changes when the later rows are cut off: features and denials agree."""
     from features import explore
-    from features.data import validate_dataset
+    from features.contract import validate_dataset
     from features.snapshot import account_features
     from training.backtest import extract_at
 

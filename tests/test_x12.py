@@ -1,4 +1,4 @@
-"""X12 835/837 ingestion (features/x12.py): samples, expected values, robustness, idempotency."""
+"""X12 835/837 ingestion (features/sources/x12): samples, expected values, robustness, idempotency."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from features.data import read_dataset
-from features.x12 import ingest, read_interchanges
+from features.contract import read_dataset
+from features.sources.x12 import ingest, read_interchanges
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 SAMPLES = SHARED / "samples" / "x12"
@@ -131,19 +131,40 @@ def test_several_interchanges_in_one_file(tmp_path: Path) -> None:
     assert tables["remittances"]["remit_id"].is_unique
 
 
-def test_broken_transaction_beside_good_ones(tmp_path: Path) -> None:
+def test_unreadable_segment_is_skipped_and_its_claim_kept(tmp_path: Path) -> None:
     bad = _835_body("0002", "ACCT2").replace("CAS*PR*2*20", "CAS*PR*2*TWENTY")
+    text = _interchange(_835_body("0001", "ACCT1") + bad + _835_body("0003", "ACCT3"))
+    p = _write(tmp_path, "mixed.835", text)
+    tables, summary = ingest([p])
+    assert summary.transactions_read == 3 and summary.transactions_skipped == 0
+    (problem,) = summary.problems
+    assert (problem.file, problem.kind) == (str(p), "segment")
+    assert problem.segment == 2 + 18 + 9  # ISA, GS, the first ST..SE, then the bad one's 9th (CAS)
+    assert "CAS adjustment amount" in problem.reason
+    assert dict(summary.skipped) == {"CAS segment": 1}
+    assert sorted(tables["remittances"]["claim_id"]) == ["ACCT1", "ACCT2", "ACCT3"]
+    # only the unreadable CAS is missing: ACCT2 keeps its line-level adjustments and its line
+    adj = tables["adjustments"].merge(tables["remittances"][["remit_id", "claim_id"]], on="remit_id")
+    assert adj.groupby("claim_id").size().to_dict() == {"ACCT1": 3, "ACCT2": 2, "ACCT3": 3}
+    assert len(tables["remit_lines"]) == 3
+
+
+def test_broken_transaction_beside_good_ones(tmp_path: Path) -> None:
+    # no payer at all (no N1*PR name or id, no REF*2U, no TRN03): the transaction cannot be read
+    bad = (_835_body("0002", "ACCT2").replace("N1*PR*ACME HEALTH PLAN*XV*ACME01", "N1*PR")
+           .replace("TRN*1*TRACE1*1999999999", "TRN*1*TRACE1"))
     text = _interchange(_835_body("0001", "ACCT1") + bad + _835_body("0003", "ACCT3"))
     p = _write(tmp_path, "mixed.835", text)
     tables, summary = ingest([p])
     assert summary.transactions_read == 2 and summary.transactions_skipped == 1
     (problem,) = summary.problems
-    assert problem.file == str(p)
-    assert problem.segment == 2 + 18 + 9  # ISA, GS, the first ST..SE, then the bad one's 9th (CAS)
-    assert "CAS adjustment amount" in problem.reason
+    assert (problem.file, problem.kind, problem.segment) == (str(p), "transaction", 2 + 18 + 1)  # its ST
+    assert "no payer" in problem.reason
+    assert dict(summary.skipped) == {"835 transaction": 1}
     assert sorted(tables["remittances"]["claim_id"]) == ["ACCT1", "ACCT3"]
     # nothing of the broken transaction leaks into any table
     assert len(tables["adjustments"]) == 6 and len(tables["remit_lines"]) == 2
+    assert len(tables["provider_adjustments"]) == 4
 
 
 def test_unreadable_file_is_reported_and_others_read(tmp_path: Path) -> None:
@@ -235,15 +256,14 @@ def test_every_sample_is_read_or_reported(tmp_path: Path) -> None:
     assert files
     for f in files:
         _, summary = ingest([f])
-        skipped = summary.files_skipped + summary.transactions_skipped
-        assert summary.transactions_read > 0 or skipped > 0, f.name
-        # every skip is reported with the file and (for a transaction) the segment number
+        assert summary.transactions_read > 0, f.name  # every sample has something to read
+        # every skip is reported with the file and (below the file) the segment number, and counted
         reported = [p for p in summary.problems if p.kind != "note"]
-        assert len(reported) >= summary.transactions_skipped, f.name
-        assert bool(reported) == bool(skipped), f.name
+        assert len(reported) == sum(summary.skipped.values()), f.name
+        assert summary.transactions_skipped == sum(v for k, v in summary.skipped.items() if k.endswith("transaction"))
         for p in reported:
             assert p.file == str(f) and p.reason
-            if p.kind == "transaction":
+            if p.kind != "file":
                 assert p.segment and p.segment > 0
     out = tmp_path / "all"
     _, summary = ingest([SAMPLES], out=out)
@@ -263,11 +283,12 @@ def test_expected_values(name: str) -> None:
     tables, summary = ingest([SAMPLES / "835" / f"{name}.txt"])
     assert summary.transactions_skipped == 0
     exp = pd.read_csv(EXPECTED / f"{name}.csv", dtype=str, keep_default_na=False)
-    rl = tables["remit_lines"].merge(tables["remittances"][["remit_id", "claim_id"]], on="remit_id")
+    remits = tables["remittances"].merge(tables["claims"][["claim_id", "account_id"]], on="claim_id")
+    rl = tables["remit_lines"].merge(remits[["remit_id", "account_id"]], on="remit_id")
     assert len(rl) == len(exp)
     adj = tables["adjustments"]
     for (_, got), (_, want) in zip(rl.iterrows(), exp.iterrows(), strict=True):
-        assert got["claim_id"] == want["marker"]
+        assert got["account_id"] == want["marker"]  # the patient control number (CLP01)
         assert got["procedure_code"] == want["code"]
         # an SVC without a charge/paid amount is recorded as 0 (and noted)
         assert got["line_charge"] == pytest.approx(_num(want["charge_amount"]) or 0.0)
@@ -315,7 +336,7 @@ def test_remarks_without_cas_are_noted_not_dropped_silently(tmp_path: Path) -> N
 
 
 def test_parallel_mapping_gives_the_same_tables(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import features.x12 as x12
+    import features.sources.x12.ingestion as x12
 
     bad = _835_body("0005", "ACCT5").replace("CAS*PR*2*20", "CAS*PR*2*TWENTY")
     body = "".join(_835_body(f"{i:04d}", f"ACCT{i}") for i in range(1, 5)) + bad + "".join(
@@ -325,7 +346,7 @@ def test_parallel_mapping_gives_the_same_tables(tmp_path: Path, monkeypatch: pyt
     monkeypatch.setattr(x12, "PARALLEL_MIN_BYTES", 0)
     parallel, s2 = ingest([p], workers=2)
     assert s1.as_dict() == s2.as_dict()
-    assert s2.transactions_read == 10 and s2.transactions_skipped == 1
+    assert s2.transactions_read == 11 and dict(s2.skipped) == {"CAS segment": 1}
     assert s2.problems[0].segment == 2 + 4 * 18 + 9  # numbered in the file, not in the worker's part
     for name, df in serial.items():
         pd.testing.assert_frame_equal(df, parallel[name], obj=name)

@@ -15,11 +15,12 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 
-from features.contract import TABLES
-from features.data import Dataset
+from features.contract import TABLES, Dataset
+from features.dates import parse_as_of
 from features.snapshot import account_features
 from training.drift import WARN_PSI, drift_report
-from training.evaluate import _orderings, captured_by_top, expected_calibration_error
+from training.evaluate import baseline_orderings, captured_by_top, expected_calibration_error
+from training.settings import TrainingSettings
 
 # fields known only from their own date (DESIGN.md): (table, date column, columns cleared while unknown)
 _LATER_KNOWN = {
@@ -32,7 +33,7 @@ def extract_at(ds: Dataset, cutoff) -> Dataset:
     """The dataset as extracted on `cutoff`: rows whose event time (their own, or their parent's)
     is after it are dropped, later-known fields dated after it are cleared, and the extract date is
     `cutoff`. Truth tables are not carried over."""
-    cutoff = pd.Timestamp(cutoff)
+    cutoff = parse_as_of(cutoff)
     kept: dict[str, pd.DataFrame] = {}
     for name, spec in TABLES.items():  # declared parents first
         if name not in ds.tables:
@@ -65,12 +66,12 @@ class Backtest:
     drift: pd.DataFrame  # long: as_of, kind, name, psi, warn
 
 
-def backtest(model, ds: Dataset, dates, cfg: dict, truth: pd.DataFrame | None = None,
+def backtest(model, ds: Dataset, dates, settings: TrainingSettings, truth: pd.DataFrame | None = None,
              top_percent: int = 20) -> Backtest:
     """Score every open account at each as-of date with `model` frozen and compare with what
-    happened in the following `model.horizon_days_` (dates whose label window passes the extract
-    date are skipped). `truth` (the simulator's `_truth/accounts`) adds the perfect ordering."""
-    acc = account_features(ds, dates, stats=model.stats_, horizon_days=model.horizon_days_)
+    happened in the following `model.horizons_.horizon_days` (dates whose label window passes the
+    extract date are skipped). `truth` (the simulator's `_truth/accounts`) adds the perfect ordering."""
+    acc = account_features(ds, dates, stats=model.stats_, horizons=model.horizons_)
     acc = acc[acc["label_paid"].notna()].reset_index(drop=True)
     scores = model.score_accounts(acc)
     acc["p_payment"] = scores["p_payment"].to_numpy()
@@ -80,7 +81,7 @@ def backtest(model, ds: Dataset, dates, cfg: dict, truth: pd.DataFrame | None = 
         acc = acc.merge(truth[["account_id", "as_of", "expected_recovery"]]
                         .rename(columns={"expected_recovery": "true_expected"}), on=["account_id", "as_of"],
                         how="left")
-    bins = int(cfg["evaluation"]["reliability_bins"])
+    bins = settings.evaluation.reliability_bins
     rows, curves, drifts = [], [], []
     for t, g in acc.groupby("as_of", sort=True):
         g = g.reset_index(drop=True)
@@ -91,7 +92,7 @@ def backtest(model, ds: Dataset, dates, cfg: dict, truth: pd.DataFrame | None = 
                "ece": expected_calibration_error(p, y, bins), "recovered_dollars": total,
                "expected_dollars": float(g["expected_recovery"].sum())}
         row["expected_to_actual"] = row["expected_dollars"] / total if total else np.nan
-        for name, col in _orderings(g, "accounts", int(cfg["seed"])).items():
+        for name, col in baseline_orderings(g, "accounts", settings.seed).items():
             got = captured_by_top(g, col, "recovered", [top_percent], "account_id")[top_percent]
             share = got / total if total else np.nan
             row[f"recovery_at_{top_percent}_{name}"] = share

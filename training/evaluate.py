@@ -7,10 +7,14 @@ import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 from sklearn.metrics import average_precision_score, brier_score_loss, roc_auc_score
+
+if TYPE_CHECKING:
+    from training.settings import TrainingSettings
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +82,9 @@ def recovery_curve(df: pd.DataFrame, orderings: dict[str, str], value: str, key:
     return pd.DataFrame(rows)
 
 
-def _orderings(df: pd.DataFrame, kind: str, seed: int) -> dict[str, str]:
+def baseline_orderings(df: pd.DataFrame, kind: str, seed: int) -> dict[str, str]:
+    """The orderings a worklist is compared with (model, largest, oldest, random; perfect when the
+    truth is there) as columns of `df` (added to it): name -> column."""
     if kind == "accounts":
         df["_largest_balance"] = df["balance"]
         df["_oldest"] = df["days_since_service"]
@@ -94,11 +100,12 @@ def _orderings(df: pd.DataFrame, kind: str, seed: int) -> dict[str, str]:
     return order
 
 
-def evaluate_accounts(model, test: pd.DataFrame, cfg: dict, truth: pd.DataFrame | None = None) -> Report:
+def evaluate_accounts(model, test: pd.DataFrame, settings: TrainingSettings,
+                      truth: pd.DataFrame | None = None) -> Report:
     """Metrics, slices, recovery at top k% and plots for the payment model on the test snapshots."""
     rep = Report()
-    bins = int(cfg["evaluation"]["reliability_bins"])
-    ks = [int(k) for k in cfg["evaluation"]["top_k_percent"]]
+    bins = settings.evaluation.reliability_bins
+    ks = list(settings.evaluation.top_k_percent)
     df = test.copy()
     scores = model.score_accounts(df)
     df["p_payment"], df["expected_recovery"] = scores["p_payment"].to_numpy(), scores["expected_recovery"].to_numpy()
@@ -128,7 +135,7 @@ def evaluate_accounts(model, test: pd.DataFrame, cfg: dict, truth: pd.DataFrame 
     rep.tables["slices"] = pd.concat([_auc_by(df, c).rename(columns={c: "value"}).assign(slice=c)
                                       for c in ("financial_class", "balance_band", "aging_bucket")])
     # dollars captured
-    orderings = _orderings(df, "accounts", int(cfg["seed"]))
+    orderings = baseline_orderings(df, "accounts", settings.seed)
     total = float(dollars.sum())
     rows = []
     for name, col in orderings.items():
@@ -150,10 +157,11 @@ def evaluate_accounts(model, test: pd.DataFrame, cfg: dict, truth: pd.DataFrame 
     return rep
 
 
-def evaluate_denials(model, test: pd.DataFrame, cfg: dict, truth: pd.DataFrame | None = None) -> Report:
+def evaluate_denials(model, test: pd.DataFrame, settings: TrainingSettings,
+                     truth: pd.DataFrame | None = None) -> Report:
     """Overturn model: discrimination, calibration and overturn dollars captured by the top k%."""
     rep = Report()
-    ks = [int(k) for k in cfg["evaluation"]["top_k_percent"]]
+    ks = list(settings.evaluation.top_k_percent)
     df = test.copy()
     scores = model.score_denials(df)
     df["p_overturn"], df["expected_recovery"] = scores["p_overturn"].to_numpy(), scores["expected_recovery"].to_numpy()
@@ -166,14 +174,14 @@ def evaluate_denials(model, test: pd.DataFrame, cfg: dict, truth: pd.DataFrame |
         m["overturn_roc_auc"] = float(roc_auc_score(y, p))
         m["overturn_pr_auc"] = float(average_precision_score(y, p))
     m["overturn_brier"] = float(brier_score_loss(y, p)) if len(y) else float("nan")
-    m["overturn_ece"] = expected_calibration_error(p, y, int(cfg["evaluation"]["reliability_bins"])) if len(y) else 0.0
+    m["overturn_ece"] = expected_calibration_error(p, y, settings.evaluation.reliability_bins) if len(y) else 0.0
     if truth is not None and len(truth):
         df = df.merge(truth[["claim_id", "p_overturn_if_worked", "expected_overturn_dollars"]]
                       .rename(columns={"expected_overturn_dollars": "true_expected"}), on="claim_id", how="left")
         have = df["p_overturn_if_worked"].notna().to_numpy()
         if have.any() and len(np.unique(y[have])) == 2:
             m["overturn_truth_roc_auc"] = float(roc_auc_score(y[have], df.loc[have, "p_overturn_if_worked"]))
-    orderings = _orderings(df, "denials", int(cfg["seed"]))
+    orderings = baseline_orderings(df, "denials", settings.seed)
     total = float(df["recovered"].sum())
     rows = []
     for name, col in orderings.items():

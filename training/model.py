@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import lightgbm as lgb
 import numpy as np
@@ -19,12 +20,13 @@ import pandas as pd
 from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 
-from features.data import float_column
-from features.definitions import account_feature_names, categorical_features, denial_feature_names
+from features.catalogue import Horizons, account_feature_names, categorical_features, denial_feature_names
+from features.contract import float_column
+
+if TYPE_CHECKING:
+    from training.settings import BoosterSettings, TrainingSettings
 
 log = logging.getLogger(__name__)
-
-_OWN_KEYS = ("early_stopping_rounds", "monotone_increasing")
 
 
 @dataclass
@@ -124,73 +126,81 @@ def _code_tables(vocab: dict[str, list[str]]) -> dict[str, dict[str, float]]:
     return {col: {v: float(i) for i, v in enumerate(values)} for col, values in vocab.items()}
 
 
-def _lgbm_params(cfg: dict, seed: int) -> dict:
-    params = {k: v for k, v in cfg.items() if k not in _OWN_KEYS}
+def _lgbm_params(booster: BoosterSettings, seed: int) -> dict:
+    params = booster.lgbm_params()
     params.update(random_state=seed, n_jobs=2, verbose=-1, deterministic=True, force_col_wise=True)
     return params
 
 
 class RecoupModel:
-    """Both models of recoup in one fitted object (the registered bundle)."""
+    """Both models of recoup in one fitted object (the registered bundle). `settings` is the
+    training's `TrainingSettings`; everything else is learned by `fit`."""
 
-    def __init__(self, config: dict):
-        self.config = config
+    def __init__(self, settings: TrainingSettings):
+        self.settings = settings
+
+    def __setstate__(self, state: dict) -> None:
+        # bundles pickled before `horizons_` kept the two horizons as separate attributes
+        if "horizons_" not in state and "horizon_days_" in state:
+            state["horizons_"] = Horizons(state.pop("horizon_days_"), state.pop("overturn_horizon_days_", 120))
+        self.__dict__.update(state)
 
     # ----------------------------------------------------------------- fitting
 
     def fit(self, acc_train: pd.DataFrame, acc_valid: pd.DataFrame, den_train: pd.DataFrame,
-            den_valid: pd.DataFrame, stats: pd.DataFrame) -> RecoupModel:
-        cfg, seed = self.config, int(self.config["seed"])
+            den_valid: pd.DataFrame, stats: pd.DataFrame, drift_features: pd.DataFrame | None = None) -> RecoupModel:
+        """Fit on the training snapshots (early stopping and calibration on the validation ones).
+        `stats` is the statistics table every scoring path will use; `drift_features` the population
+        the drift reference describes (the validation snapshots when None)."""
+        settings, seed = self.settings, self.settings.seed
         self.account_features_ = account_feature_names()
         self.denial_features_ = denial_feature_names()
         self.account_encoder_ = FeatureEncoder(self.account_features_, categorical_features("account")).fit(acc_train)
         self.denial_encoder_ = FeatureEncoder(self.denial_features_, categorical_features("denial")).fit(den_train)
         self.stats_ = stats.reset_index(drop=True)
-        self.horizon_days_ = int(cfg["horizon_days"])
-        self.overturn_horizon_days_ = int(cfg["overturn_horizon_days"])
+        self.horizons_ = settings.horizons
 
         Xt, Xv = self.account_encoder_.transform(acc_train), self.account_encoder_.transform(acc_valid)
         yt, yv = acc_train["label_paid"].to_numpy(float), acc_valid["label_paid"].to_numpy(float)
         cats = self.account_encoder_.cat_index_
 
-        pm = cfg["payment_model"]
+        pm = settings.payment_model
         self.payment_ = lgb.LGBMClassifier(**_lgbm_params(pm, seed))
         self.payment_.fit(Xt, yt, eval_X=(Xv,), eval_y=(yv,), categorical_feature=cats,
-                          callbacks=[lgb.early_stopping(pm["early_stopping_rounds"], verbose=False)])
-        self.payment_calibrator_ = Calibrator.fit(cfg["calibration"], self._raw_payment(Xv), yv)
+                          callbacks=[lgb.early_stopping(pm.early_stopping_rounds, verbose=False)])
+        self.payment_calibrator_ = Calibrator.fit(settings.calibration, self._raw_payment(Xv), yv)
 
-        am = cfg["amount_model"]
-        mono = [1 if c in am.get("monotone_increasing", []) else 0 for c in self.account_features_]
+        am = settings.amount_model
+        mono = [1 if c in am.monotone_increasing else 0 for c in self.account_features_]
         self.amount_ = lgb.LGBMRegressor(**_lgbm_params(am, seed), monotone_constraints=mono,
                                          monotone_constraints_method="intermediate")
         rt = np.clip(acc_train["label_recovered"].to_numpy(float), 0, None)
         rv = np.clip(acc_valid["label_recovered"].to_numpy(float), 0, None)
         self.amount_.fit(Xt, rt, eval_X=(Xv,), eval_y=(rv,), categorical_feature=cats,
-                         callbacks=[lgb.early_stopping(am["early_stopping_rounds"], verbose=False)])
+                         callbacks=[lgb.early_stopping(am.early_stopping_rounds, verbose=False)])
         # Tweedie's mean can drift a little; one scalar fitted on validation keeps dollars honest.
         pred_v = self.amount_.predict(Xv)
         self.amount_scale_ = float(rv.sum() / pred_v.sum()) if pred_v.sum() > 0 else 1.0
 
-        om = cfg["overturn_model"]
+        om = settings.overturn_model
         Dt, Dv = self.denial_encoder_.transform(den_train), self.denial_encoder_.transform(den_valid)
         dt, dv = den_train["label_overturn"].to_numpy(float), den_valid["label_overturn"].to_numpy(float)
         self.overturn_ = lgb.LGBMClassifier(**_lgbm_params(om, seed))
         self.overturn_.fit(Dt, dt, eval_X=(Dv,), eval_y=(dv,), categorical_feature=self.denial_encoder_.cat_index_,
-                           callbacks=[lgb.early_stopping(om["early_stopping_rounds"], verbose=False)])
-        self.overturn_calibrator_ = Calibrator.fit(cfg["calibration"], self._raw_overturn(Dv), dv)
-        self.set_drift_reference(acc_valid)
+                           callbacks=[lgb.early_stopping(om.early_stopping_rounds, verbose=False)])
+        self.overturn_calibrator_ = Calibrator.fit(settings.calibration, self._raw_overturn(Dv), dv)
+        self.drift_reference_ = self._drift_reference(acc_valid if drift_features is None else drift_features)
         return self
 
-    def set_drift_reference(self, features: pd.DataFrame) -> RecoupModel:
-        """Keep aggregates (bin edges and shares, never rows) of these features and their scores as the
+    def _drift_reference(self, features: pd.DataFrame) -> dict:
+        """Aggregates (bin edges and shares, never rows) of these features and their scores: the
         reference each scoring run's population is compared with."""
         from training.drift import build_reference
 
         scores = self.score_accounts(features)
         numeric = [c for c in self.account_features_ if c not in self.account_encoder_.vocab_]
-        self.drift_reference_ = build_reference(features, numeric, self.account_encoder_.vocab_, {
+        return build_reference(features, numeric, self.account_encoder_.vocab_, {
             "p_payment": scores["p_payment"].to_numpy(), "expected_recovery": scores["expected_recovery"].to_numpy()})
-        return self
 
     # ----------------------------------------------------------------- scoring
 
@@ -230,10 +240,6 @@ class RecoupModel:
         """TreeSHAP contributions of the amount model (n × (features + 1)), LightGBM's own."""
         X = self.account_encoder_.transform(features)
         return _predict(self.amount_, X, pred_contrib=True)
-
-    def denial_contributions(self, features: pd.DataFrame) -> np.ndarray:
-        X = self.denial_encoder_.transform(features)
-        return _predict(self.overturn_, X, pred_contrib=True)
 
     def feature_importance(self) -> pd.DataFrame:
         return pd.DataFrame({

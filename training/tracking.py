@@ -15,10 +15,14 @@ import pickle
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import mlflow
 import mlflow.pyfunc
 import pandas as pd
+
+if TYPE_CHECKING:
+    from training.settings import TrainingSettings
 
 log = logging.getLogger(__name__)
 
@@ -85,13 +89,14 @@ class Registered:
     run_id: str
 
 
-def log_training_run(model, cfg: dict, fingerprint: dict, reports: list, input_example: pd.DataFrame,
+def log_training_run(model, settings: TrainingSettings, fingerprint: dict, reports: list, input_example: pd.DataFrame,
                      tracking_uri: str | None = None) -> Registered:
     """Log config, fingerprint, features, metrics, plots and the bundle; register it with an alias."""
-    use_tracking(tracking_uri, cfg["mlflow"]["experiment"])
-    name = cfg["mlflow"]["registered_model"]
+    use_tracking(tracking_uri, settings.mlflow.experiment)
+    name = settings.mlflow.registered_model
     from mlflow.models import infer_signature
 
+    cfg = settings.as_dict()
     with mlflow.start_run(run_name="train") as run:
         mlflow.log_params(_flatten(cfg))
         mlflow.log_dict(cfg, "config.json")
@@ -161,7 +166,7 @@ class PromotionDecision:
     comparison: dict
 
 
-def promote(data_snapshots, cfg: dict, tracking_uri: str | None = None, force: bool = False,
+def promote(data_snapshots, settings: TrainingSettings, tracking_uri: str | None = None, force: bool = False,
             evaluate=None) -> PromotionDecision:
     """Move `champion` to the challenger unless it is worse by more than the configured tolerances.
 
@@ -169,8 +174,8 @@ def promote(data_snapshots, cfg: dict, tracking_uri: str | None = None, force: b
     from training.evaluate import evaluate_accounts
 
     evaluate = evaluate or evaluate_accounts
-    use_tracking(tracking_uri, cfg["mlflow"]["experiment"])
-    name = cfg["mlflow"]["registered_model"]
+    use_tracking(tracking_uri, settings.mlflow.experiment)
+    name = settings.mlflow.registered_model
     client = mlflow.MlflowClient()
     champ_v, chall_v = _alias_version(client, name, CHAMPION), _alias_version(client, name, CHALLENGER)
     if chall_v is None:
@@ -183,18 +188,18 @@ def promote(data_snapshots, cfg: dict, tracking_uri: str | None = None, force: b
     res = {}
     for role, version in ((CHAMPION, champ_v), (CHALLENGER, chall_v)):
         model = load_bundle(name, version=version, tracking_uri=tracking_uri)
-        m = evaluate(model, test, cfg).metrics
+        m = evaluate(model, test, settings).metrics
         res[role] = {"version": version, "recovery_at_20": m["recovery_at_20_model"], "ece": m["ece"],
                      "roc_auc": m["roc_auc"]}
-    tol = cfg["promotion"]
+    tol = settings.promotion
     rec_drop = res[CHAMPION]["recovery_at_20"] - res[CHALLENGER]["recovery_at_20"]
     ece_rise = res[CHALLENGER]["ece"] - res[CHAMPION]["ece"]
     problems = []
-    if rec_drop > tol["recovery_at_20_tolerance"]:
+    if rec_drop > tol.recovery_at_20_tolerance:
         problems.append(f"recovery captured at 20% is {rec_drop:.4f} lower (tolerance "
-                        f"{tol['recovery_at_20_tolerance']})")
-    if ece_rise > tol["ece_tolerance"]:
-        problems.append(f"calibration error is {ece_rise:.4f} higher (tolerance {tol['ece_tolerance']})")
+                        f"{tol.recovery_at_20_tolerance})")
+    if ece_rise > tol.ece_tolerance:
+        problems.append(f"calibration error is {ece_rise:.4f} higher (tolerance {tol.ece_tolerance})")
     promoted = force or not problems
     if promoted:
         reason = ("forced: " + "; ".join(problems)) if problems else (

@@ -10,8 +10,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from features.data import Dataset
-from features.snapshot import account_features, denial_features, pooled_stats
+from features.contract import Dataset
+from features.snapshot import account_features, pooled_stats, snapshot_features
+from training.settings import TrainingSettings
 
 log = logging.getLogger(__name__)
 
@@ -32,42 +33,44 @@ class Snapshots:
         return df[df["as_of"].isin(dates)].reset_index(drop=True)
 
 
-def as_of_dates(ds: Dataset, cfg: dict) -> list[pd.Timestamp]:
+def as_of_dates(ds: Dataset, settings: TrainingSettings) -> list[pd.Timestamp]:
     """Monthly as-of dates whose payment label window ends by the extract date."""
+    snap = settings.snapshots
     first_service = ds["accounts"]["service_date"].min()
-    start = first_service + pd.Timedelta(days=int(cfg["snapshots"]["warmup_days"]))
-    last = ds.extract_date - pd.Timedelta(days=int(cfg["horizon_days"]))
-    dates = list(pd.date_range(start, last, freq=cfg["snapshots"]["frequency"]))
-    return dates[-int(cfg["snapshots"]["max_as_of_dates"]):]
+    start = first_service + pd.Timedelta(days=snap.warmup_days)
+    last = ds.extract_date - pd.Timedelta(days=settings.horizon_days)
+    dates = list(pd.date_range(start, last, freq=snap.frequency))
+    return dates[-snap.max_as_of_dates:]
 
 
-def split_dates(dates: list[pd.Timestamp], cfg: dict) -> tuple[list, list, list]:
+def split_dates(dates: list[pd.Timestamp], settings: TrainingSettings) -> tuple[list, list, list]:
     """Train / validation / test as-of dates; a training label window ends by the first validation date."""
-    n_test, n_valid = int(cfg["split"]["test_dates"]), int(cfg["split"]["valid_dates"])
+    n_test, n_valid = settings.split.test_dates, settings.split.valid_dates
     if len(dates) < n_test + n_valid + 2:
         raise ValueError(
             f"the data gives {len(dates)} as-of dates with complete labels; training needs at least "
             f"{n_test + n_valid + 2} (test {n_test}, validation {n_valid}, 2 to train): use a longer history")
     test, valid = dates[-n_test:], dates[-n_test - n_valid:-n_test]
     cut = valid[0]
-    h = pd.Timedelta(days=int(cfg["horizon_days"]))
+    h = pd.Timedelta(days=settings.horizon_days)
     train = [t for t in dates[:-n_test - n_valid] if t + h <= cut]
     if not train:
         raise ValueError("no training as-of date has its label window end before the validation period")
     return train, valid, test
 
 
-def build_snapshots(ds: Dataset, cfg: dict) -> Snapshots:
-    dates = as_of_dates(ds, cfg)
-    train, valid, test = split_dates(dates, cfg)
+def build_snapshots(ds: Dataset, settings: TrainingSettings) -> Snapshots:
+    """Labelled account and denial snapshots at the training, validation and test as-of dates; the
+    pooled statistics of each date use the settings' overturn horizon, as the stored table does."""
+    dates = as_of_dates(ds, settings)
+    train, valid, test = split_dates(dates, settings)
     used = train + valid + test
     t0 = time.perf_counter()
-    acc = account_features(ds, used, horizon_days=int(cfg["horizon_days"]))
+    acc, den = snapshot_features(ds, used, horizons=settings.horizons)  # one preparation, one table per date
     acc = acc[acc["label_paid"].notna()].reset_index(drop=True)
-    den = denial_features(ds, used, horizon_days=int(cfg["overturn_horizon_days"]))
     den = den[den["label_overturn"].notna()].reset_index(drop=True)
     # a training denial's label window must also end before validation starts
-    h2 = pd.Timedelta(days=int(cfg["overturn_horizon_days"]))
+    h2 = pd.Timedelta(days=settings.overturn_horizon_days)
     in_train = den["as_of"].isin(train)
     den = den[~in_train | (den["denial_date"] + h2 <= valid[0])].reset_index(drop=True)
     log.info("built %d account and %d denial snapshots at %d as-of dates in %.1fs",
@@ -90,11 +93,11 @@ def data_fingerprint(ds: Dataset) -> dict:
     }
 
 
-def train_model(ds: Dataset, cfg: dict, snapshots: Snapshots | None = None):
+def train_model(ds: Dataset, settings: TrainingSettings, snapshots: Snapshots | None = None):
     """Fit the bundle on the training dates; returns (model, snapshots)."""
     from training.model import RecoupModel
 
-    snaps = snapshots or build_snapshots(ds, cfg)
+    snaps = snapshots or build_snapshots(ds, settings)
     for kind in ("accounts", "denials"):
         for which in ("train", "valid"):
             part = snaps.part(which, kind)
@@ -103,14 +106,14 @@ def train_model(ds: Dataset, cfg: dict, snapshots: Snapshots | None = None):
             label = "label_paid" if kind == "accounts" else "label_overturn"
             if part[label].nunique() < 2:
                 raise ValueError(f"the {which} {kind} snapshots have only one label value")
-    stats = pooled_stats(ds, ds.extract_date, horizon_days=int(cfg["overturn_horizon_days"]))
-    t0 = time.perf_counter()
-    model = RecoupModel(cfg).fit(snaps.part("train"), snaps.part("valid"), snaps.part("train", "denials"),
-                                 snaps.part("valid", "denials"), stats)
+    stats = pooled_stats(ds, ds.extract_date, settings.horizons)
     # The drift reference is the population as the scoring path sees it at the end of the data: the same
     # features computed with the frozen statistics table (per-date tables would make the pooled rates
     # look drifted in every run).
-    model.set_drift_reference(account_features(ds, ds.extract_date, stats=stats, with_labels=False))
+    reference = account_features(ds, ds.extract_date, stats=stats, with_labels=False)
+    t0 = time.perf_counter()
+    model = RecoupModel(settings).fit(snaps.part("train"), snaps.part("valid"), snaps.part("train", "denials"),
+                                      snaps.part("valid", "denials"), stats, drift_features=reference)
     log.info("fitted models in %.1fs", time.perf_counter() - t0)
     return model, snaps
 
@@ -140,27 +143,27 @@ def read_truth(source) -> tuple[pd.DataFrame | None, pd.DataFrame | None]:
     return acc, den
 
 
-def evaluate_model(model, snaps: Snapshots, cfg: dict, source=None) -> list:
+def evaluate_model(model, snaps: Snapshots, settings: TrainingSettings, source=None) -> list:
     """Account and denial reports on the test dates (with the perfect ordering when truth exists)."""
     from training.evaluate import evaluate_accounts, evaluate_denials
 
     truth_acc, truth_den = read_truth(source) if source is not None else (None, None)
-    reports = [evaluate_accounts(model, snaps.part("test"), cfg, truth_acc)]
+    reports = [evaluate_accounts(model, snaps.part("test"), settings, truth_acc)]
     den_test = snaps.part("test", "denials")
     if len(den_test):
-        reports.append(evaluate_denials(model, den_test, cfg, truth_den))
+        reports.append(evaluate_denials(model, den_test, settings, truth_den))
     return reports
 
 
-def train_and_register(ds: Dataset, cfg: dict, tracking_uri: str | None = None, report_dir=None):
+def train_and_register(ds: Dataset, settings: TrainingSettings, tracking_uri: str | None = None, report_dir=None):
     """`recoup train`: snapshots, fit, evaluate on the test dates, log and register in MLflow."""
     from training.tracking import log_training_run
 
-    model, snaps = train_model(ds, cfg)
-    reports = evaluate_model(model, snaps, cfg, ds.source)
+    model, snaps = train_model(ds, settings)
+    reports = evaluate_model(model, snaps, settings, ds.source)
     if report_dir is not None:
         for rep in reports:
             rep.save(report_dir)
-    registered = log_training_run(model, cfg, data_fingerprint(ds), reports, synthetic_input_example(model),
+    registered = log_training_run(model, settings, data_fingerprint(ds), reports, synthetic_input_example(model),
                                   tracking_uri)
     return model, snaps, reports, registered

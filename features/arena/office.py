@@ -50,7 +50,7 @@ class Office:
 
     @classmethod
     def load(cls, folder: str | Path, read_tables: bool = True) -> Office:
-        from features.data import read_dataset
+        from features.contract import read_dataset
 
         folder = Path(folder)
         cfg, P, mem, _, office = latent.read_office(folder)
@@ -70,7 +70,7 @@ class Office:
     def with_arrivals(self, days: int, seed: int) -> Office:
         """The office with the new patients of the next `days` days (at the history's daily rate):
         an office keeps receiving accounts while it works the old ones. The same for every policy."""
-        from features.simulate import draw_arrivals
+        from features.sources.simulate import draw_arrivals
 
         n_history = int(self.config["n_accounts"])
         n = int(round(n_history / max(self.last_day - 6, 1) * days))

@@ -52,7 +52,7 @@ class ArenaDay:
 
     @property
     def dataset(self):
-        """The contract tables as known on `as_of` (a `features.data.Dataset`), history and arena days."""
+        """The contract tables as known on `as_of` (a `features.contract.Dataset`), history and arena days."""
         return self.run.dataset(self.as_of)
 
     @property
@@ -103,13 +103,15 @@ class _Run:
         self.work_rows: list[pd.DataFrame] = []
 
     def dataset(self, as_of: pd.Timestamp):
-        from features.data import Dataset
+        from features.contract import Dataset, coerce_table
 
         if self.pending:
             ev = pd.concat([e for e, _ in self.pending], ignore_index=True)
             wk = pd.concat([w for _, w in self.pending], ignore_index=True)
             self.pending.clear()
             new = ledger.build_tables(self.P, ev, wk, self.office.start)
+            # typed as the history was read: every contract column, optional ones at their default
+            new = {name: coerce_table(name, df)[0] for name, df in new.items()}
             for name, df in new.items():
                 if name == "appeals":
                     old = pd.concat(self.tables["appeals"], ignore_index=True)

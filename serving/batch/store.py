@@ -10,7 +10,6 @@ worklist_runs; one transaction deletes the date's rows and inserts the new ones.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
@@ -19,7 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from features.data import is_sql_url, split_sql_target
+from features.contract import is_sql_url, split_sql_target
 
 log = logging.getLogger(__name__)
 
@@ -27,19 +26,6 @@ log = logging.getLogger(__name__)
 RUN_COLUMNS = ["run_id", "as_of", "engine", "model_version", "status", "started_at", "finished_at", "n_accounts",
                "n_denials", "drift_warnings", "timings"]
 _RUN_SQL_TYPES = {"n_accounts": "bigint", "n_denials": "bigint", "drift_warnings": "bigint"}
-
-# Test-only hook: seconds to sleep after every file of a run is staged and before any is moved into
-# place (Parquet) or before the transaction commits (SQL), so a test can kill a run mid-write.
-PAUSE_ENV = "RECOUP_TEST_PAUSE_BEFORE_SWAP"
-
-
-def _test_pause() -> None:
-    seconds = float(os.environ.get(PAUSE_ENV) or 0)
-    if seconds > 0:
-        import time
-
-        time.sleep(seconds)
-
 
 def _atomic_parquet(df: pd.DataFrame, path: Path) -> Path:
     """Write next to `path` (a dot-file readers ignore), fsync, then rename over it."""
@@ -82,8 +68,12 @@ def write_worklist(target: str, as_of: pd.Timestamp, accounts: pd.DataFrame, den
         final = paths[kind] / f"as_of={day}" / names[kind]
         staged.append((_atomic_parquet(_for_storage(df).drop(columns=["as_of"], errors="ignore")
                                        if kind != "drift" else df, final), final))
-    _test_pause()
-    for tmp, final in staged:  # every file is complete on disk before any is moved into place
+    swap_into_place(staged)
+
+
+def swap_into_place(staged: list[tuple[Path, Path]]) -> None:
+    """Move each staged file (complete and synced on disk, every one of the run's) over its final name."""
+    for tmp, final in staged:
         os.replace(tmp, final)
 
 
@@ -149,21 +139,6 @@ def record_run(target: str, record: dict) -> None:
     os.replace(tmp, path)
 
 
-@contextlib.contextmanager
-def failed_run_recorded(target: str | None, record: dict):
-    """Mark the run `failed` in the runs record if the body raises (the original error still propagates)."""
-    try:
-        yield
-    except BaseException:
-        if target is not None:
-            record.update(status="failed", finished_at=pd.Timestamp.now(tz="UTC").isoformat())
-            try:
-                record_run(target, record)
-            except Exception:  # noqa: BLE001 - the original error is the one to report
-                log.exception("could not record the failed run")
-        raise
-
-
 def read_runs(target: str) -> pd.DataFrame:
     if is_sql_url(target):
         import sqlalchemy as sa
@@ -199,6 +174,5 @@ def _write_sql(target: str, day: str, accounts: pd.DataFrame, denials: pd.DataFr
                     conn.execute(sa.text(f"DELETE FROM {name} WHERE as_of = :d"), {"d": pd.Timestamp(day).date()})
                 df.to_sql(name, conn, if_exists="append", index=False, method="multi",
                           chunksize=max(1, 30_000 // max(len(df.columns), 1)))  # < 65,535 bind parameters
-            _test_pause()
     finally:
         engine.dispose()

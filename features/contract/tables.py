@@ -17,10 +17,13 @@ FINANCIAL_CLASSES = (
 )
 ENCOUNTER_TYPES = ("inpatient", "outpatient", "emergency", "professional")
 CLAIM_TYPES = ("professional", "institutional")
-CLAIM_FREQUENCIES = ("original", "corrected", "replacement", "void")
+CLAIM_FREQUENCIES = ("original", "corrected", "replacement", "void", "interim", "late_charge", "no_pay", "other")
 CLAIM_STATUSES = (
     "processed_primary", "processed_secondary", "processed_tertiary", "denied", "pended", "reversal",
+    "not_our_claim", "predetermination",
 )
+ACK_SOURCES = ("277CA", "999")
+ACK_STATUSES = ("accepted", "rejected", "pended")
 GROUP_CODES = ("CO", "PR", "OA", "PI", "CR")
 TXN_TYPES = (
     "charge", "insurance_payment", "patient_payment", "payment_reversal", "contractual_adjustment",
@@ -33,19 +36,24 @@ ACTIVITY_TYPES = (
     "bankruptcy_notice", "agency_placement",
 )
 
-CLAIM_ACK_SOURCES = ("277CA", "999")
-CLAIM_ACK_STATUSES = ("accepted", "rejected", "pended")
 WORK_ACTIONS = (
     "status_call", "resubmit", "send_information", "appeal", "correct_and_resubmit", "patient_call", "statement",
     "payment_plan_offer", "dispute_underpayment", "send_to_agency", "write_off",
 )
 
-# X12 code <-> contract value maps (837 CLM05-3, 835 CLP02).
-FREQUENCY_FROM_X12 = {"1": "original", "6": "corrected", "7": "replacement", "8": "void"}
+# X12 code <-> contract value maps (837 CLM05-3, 835 CLP02). Any other valid frequency code is "other";
+# any other CLP02 is stored raw in `status_code` (and reported by the ingestion).
+FREQUENCY_FROM_X12 = {
+    "1": "original", "6": "corrected", "7": "replacement", "8": "void",
+    "2": "interim", "3": "interim", "4": "interim", "5": "late_charge", "0": "no_pay",
+}
 CLAIM_STATUS_FROM_X12 = {
     "1": "processed_primary", "2": "processed_secondary", "3": "processed_tertiary",
-    "4": "denied", "13": "pended", "22": "reversal",
+    "19": "processed_primary", "20": "processed_secondary", "21": "processed_tertiary",
+    "4": "denied", "5": "pended", "13": "pended", "22": "reversal", "23": "not_our_claim",
+    "25": "predetermination",
 }
+FORWARDED_X12_STATUSES = frozenset({"19", "20", "21"})  # processed and forwarded to another payer
 
 
 @dataclass(frozen=True)
@@ -78,10 +86,6 @@ class Table:
     optional: bool = False
     unique_key: bool = True
     doc: str = ""
-
-    @property
-    def id_column(self) -> str:
-        return self.key[0]
 
 
 def _money(**kw) -> Col:
@@ -131,11 +135,13 @@ TABLES: dict[str, Table] = {
                 "payer_sequence": Col("int", enum=(1, 2, 3)),
                 "claim_type": Col("str", enum=CLAIM_TYPES),
                 "frequency": Col("str", enum=CLAIM_FREQUENCIES),
+                "frequency_code": Col("str", nullable=True, required=False, doc="the raw 837 CLM05-3"),
                 "submitted_date": Col("date"),
                 "billed_amount": _money(),
-                "principal_dx": Col("str", nullable=True),
+                "principal_dx": Col("str", nullable=True, doc="ICD-10-CM; ICD-9-CM on older claims"),
                 "dx_version": Col("int", required=False, enum=(9, 10), default=10),
-                "original_claim_id": Col("str", nullable=True, required=False),
+                "original_claim_id": Col("str", nullable=True, required=False,
+                                         doc="the claim a corrected, replacement or void claim replaces"),
             },
             event_time="submitted_date",
             references=(
@@ -167,9 +173,12 @@ TABLES: dict[str, Table] = {
                 "claim_id": Col("str"),
                 "received_date": Col("date"),
                 "claim_status": Col("str", enum=CLAIM_STATUSES),
+                "forwarded": Col("int", required=False, enum=(0, 1), default=0,
+                                 doc="1 (true) for CLP02 19, 20, 21: crossed over to another payer"),
+                "status_code": Col("str", nullable=True, required=False, doc="the raw 835 CLP02"),
                 "paid_amount": Col("signed_money", doc="signed: a reversal is negative"),
                 "patient_responsibility": Col("signed_money"),
-                "payer_claim_number": Col("str", nullable=True, required=False),
+                "payer_claim_number": Col("str", nullable=True, required=False, doc="835 CLP07"),
             },
             event_time="received_date",
             references=(Ref("claim_id", "claims", "claim_id"),),
@@ -267,15 +276,15 @@ TABLES: dict[str, Table] = {
                 "ack_id": Col("str"),
                 "claim_id": Col("str"),
                 "received_date": Col("date"),
-                "source": Col("str", enum=CLAIM_ACK_SOURCES),
-                "status": Col("str", enum=CLAIM_ACK_STATUSES),
-                "category_code": Col("str", nullable=True, doc="STC01-1"),
-                "status_code": Col("str", nullable=True, doc="STC01-2"),
+                "source": Col("str", enum=ACK_SOURCES),
+                "status": Col("str", enum=ACK_STATUSES),
+                "category_code": Col("str", nullable=True, doc="277CA STC01-1"),
+                "status_code": Col("str", nullable=True, doc="277CA STC01-2 (999: IK501)"),
             },
             event_time="received_date",
             references=(Ref("claim_id", "claims", "claim_id"),),
             optional=True,
-            doc="Claim acknowledgments (277CA, 999): accepted into adjudication, rejected at the front door, pended.",
+            doc="Claim acknowledgements (X12 277CA, 999): accepted, rejected or pended at the front door.",
         ),
         Table(
             "work", ("work_id",),

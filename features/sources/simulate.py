@@ -424,8 +424,8 @@ def _config(n_accounts, seed, start, end, horizon_days, chunk_size, truth, offic
 def simulate(n_accounts: int = 10_000, seed: int = 0, start: str = "2024-01-01", end: str = "2025-12-31",
              horizon_days: int = 60, chunk_size: int = 50_000, truth: bool = True,
              office: OfficeConfig | None = None, mechanics: Mechanics | None = None):
-    """Simulate in memory; returns a `features.data.Dataset` with `_truth/` tables in `extra`."""
-    from features.data import Dataset
+    """Simulate in memory; returns a `features.contract.Dataset` with `_truth/` tables in `extra`."""
+    from features.contract import Dataset
 
     cfg = _config(n_accounts, seed, start, end, horizon_days, chunk_size, truth, office, mechanics)
     parts: dict[str, list[pd.DataFrame]] = {}
@@ -447,48 +447,17 @@ def simulate_to_folder(out: str | Path, n_accounts: int = 10_000, seed: int = 0,
                        truth: bool = True, progress=None, workers: int = 1, office: OfficeConfig | None = None,
                        mechanics: Mechanics | None = None) -> Path:
     """Simulate chunk by chunk straight to Parquet (bounded memory), atomically."""
-    import shutil
-    import tempfile
-
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    from features.contract import TABLES
-    from features.data import arrow_schema
+    from features.contract import DatasetWriter
 
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     cfg = _config(n_accounts, seed, start, end, horizon_days, chunk_size, truth, office, mechanics)
-    writers: dict[str, pq.ParquetWriter] = {}
-    try:
+    with DatasetWriter(out) as writer:
         for c, tables, tr in simulate_chunks(cfg, workers):
-            items = list(tables.items()) + [(f"_truth/{k}", v) for k, v in tr.items()]
-            for name, df in items:
-                if name == "payers":
-                    if c == 0:
-                        df.to_parquet(tmp / "payers.parquet", index=False)
-                    continue
-                table = pa.Table.from_pandas(df, schema=arrow_schema(name) if name in TABLES else None,
-                                             preserve_index=False)
-                if name not in writers:
-                    path = tmp / f"{name}.parquet"
-                    path.parent.mkdir(parents=True, exist_ok=True)
-                    writers[name] = pq.ParquetWriter(path, table.schema)
-                writers[name].write_table(table.cast(writers[name].schema))
+            for name, df in tables.items():
+                if name != "payers" or c == 0:  # every chunk carries the same payers
+                    writer.write(name, df)
+            for name, df in tr.items():
+                writer.write(f"_truth/{name}", df)
             if progress is not None:
                 progress(min((c + 1) * chunk_size, n_accounts))
-        for w in writers.values():
-            w.close()
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
-    except BaseException:
-        for w in writers.values():
-            try:
-                w.close()
-            except Exception:  # noqa: BLE001 - already failing; the temp folder goes anyway
-                pass
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out

@@ -275,6 +275,21 @@ ACCOUNT_LABELS = ("label_paid", "label_recovered")
 DENIAL_LABELS = ("worked", "label_overturn")
 
 
+@dataclass(frozen=True)
+class Horizons:
+    """The label windows, in days (DESIGN.md, "Snapshots and labels"): the payment label looks at
+    (T, T + `horizon_days`]; a worked denial counts as overturned when paid within
+    `overturn_horizon_days` of its remit date, which is also the window of the pooled overturn rates
+    the account and denial features read. Training takes them from its settings
+    (`training.settings.TrainingSettings.horizons`); the defaults here are DESIGN.md's H and H2."""
+
+    horizon_days: int = 60
+    overturn_horizon_days: int = 120
+
+
+DEFAULT_HORIZONS = Horizons()
+
+
 def features_of(entity: Entity) -> list[Feature]:
     return [f for v in FEATURE_VIEWS if v.entity == entity for f in v.features]
 

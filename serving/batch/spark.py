@@ -1,5 +1,5 @@
 """The nightly batch on Spark: the same feature and scoring functions as the local engine
-(`serving.batch.features_and_scores`), run per group of whole accounts with `groupBy(part).applyInPandas`.
+(`serving.batch.run.features_and_scores`), run per group of whole accounts with `groupBy(part).applyInPandas`.
 
 How the rows travel:
 - Spark reads every contract table (a Parquet/CSV folder, or a SQL database over JDBC when the
@@ -8,12 +8,13 @@ How the rows travel:
   through their remittance) and gives it the partition key `part = pmod(xxhash64(account_id), P)`.
 - The tables are unioned into one long frame: `_table` names the table, `{table}__{column}` holds
   its columns (dates travel as days since 1970-01-01). One group holds every row of its accounts.
-- Each group rebuilds a small `features.data.Dataset` (typed by `coerce_table`, exactly as the
+- Each group rebuilds a small `features.contract.Dataset` (typed by `coerce_table`, exactly as the
   readers type it; the payer table is shipped whole with the function), calls `features_and_scores`
   and returns its feature rows, scored account rows and scored denial rows as pickled pandas frames
   (exact dtypes, no schema to keep in step with the feature catalogue).
-- The driver calls `serving.batch.finish_run`: the global order (capacity, exploration), reasons for
-  the top rows, drift, the safe write with serving/store.py and the runs record, as the local engine.
+- The driver calls `RunContext.finish` (serving/batch/run.py): the global order (capacity, exploration),
+  reasons for the top rows, drift, the safe write (serving/batch/store.py) and the runs record, as the
+  local engine does.
 
 Validation: the dataset is read and validated on the driver with the same pandera checks as the
 local engine before Spark starts, so a broken dataset stops the run before anything is written.
@@ -27,20 +28,24 @@ import os
 import pickle
 import sys
 import time
-import uuid
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from features.contract import TABLES
-from features.data import Dataset, coerce_table, is_sql_url, read_dataset
-from serving.batch import _BY_ACCOUNT, _BY_CLAIM, _BY_REMIT, BatchResult, features_and_scores, finish_run
-from serving.ranking import load_ranking_config
+from features.contract import TABLES, Dataset, coerce_table, is_sql_url
+from serving.batch.run import (
+    ACCOUNT_TABLES,
+    BY_ACCOUNT,
+    BY_CLAIM,
+    BatchResult,
+    ChunkResult,
+    RunContext,
+    features_and_scores,
+)
 
 log = logging.getLogger(__name__)
 
-SHIPPED = _BY_ACCOUNT + _BY_CLAIM + _BY_REMIT  # the tables that belong to an account
 ACCOUNTS_PER_GROUP = 20_000
 _EPOCH = "1970-01-01"
 
@@ -123,7 +128,7 @@ def _read_tables(spark, source, ds: Dataset, names: list[str]) -> tuple[dict, st
 def _from_pandas(spark, name: str, df: pd.DataFrame):
     import pyarrow as pa
 
-    from features.data import arrow_schema
+    from features.contract import arrow_schema
 
     schema = arrow_schema(name)
     df = df[[c for c in schema.names if c in df]]
@@ -148,11 +153,14 @@ def _normalised(name: str, df):
     cols = []
     types = dict(df.dtypes)
     for col, c in TABLES[name].columns.items():
-        if col not in types:
+        if col in types:
+            x = F.col(col)
+        elif not c.required:  # an optional column the files leave out: its contract default
+            x = F.lit(c.default)
+        else:
             continue
-        x = F.col(col)
         if c.type == "date":
-            if types[col] == "string":
+            if types.get(col) == "string":
                 x = F.to_date(F.substring(x, 1, 10))
             x = F.datediff(F.to_date(x), F.lit(_EPOCH)).cast(T.LongType())
         elif c.type == "int":
@@ -179,9 +187,9 @@ def _long_frame(frames: dict, n_parts: int):
             claim_acct, "_cid").select("_rid", "_aid")
     parts = []
     for name, df in norm.items():
-        if name in _BY_ACCOUNT:
+        if name in BY_ACCOUNT:
             tagged = df.withColumn("_aid", F.col(f"{name}__account_id"))
-        elif name in _BY_CLAIM:
+        elif name in BY_CLAIM:
             tagged = df.join(claim_acct, df[f"{name}__claim_id"] == claim_acct["_cid"]).drop("_cid")
         else:
             tagged = df.join(remit_acct, df[f"{name}__remit_id"] == remit_acct["_rid"]).drop("_rid")
@@ -216,12 +224,9 @@ def _group_worker(model, payers: pd.DataFrame, present: dict[str, list[str]], as
                 raise ValueError(f"group data breaks the contract: {problems[0]}")
         ds = Dataset(tables, extract_date=extract_date)
         t1 = time.perf_counter()
-        acc, scored = features_and_scores(model, ds, as_of, cfg)
-        t2 = time.perf_counter()
+        chunk = features_and_scores(model, ds, as_of, cfg)
         part = int(pdf["part"].iloc[0])
-        payload = {"features": acc, "accounts": scored.accounts, "denials": scored.denials,
-                   "timings": {"group_build_s": t1 - t0, "features_predict_s": t2 - t1,
-                               "accounts": len(tables["accounts"])}}
+        payload = {"chunk": chunk, "group_build_s": t1 - t0}
         return pd.DataFrame({"part": [part], "payload": [pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL)]})
 
     return work
@@ -236,72 +241,45 @@ def run_spark_batch(source, as_of, target: str | None, model, model_version: str
                     n_partitions: int | None = None, spark=None, conf: dict | None = None,
                     keep_result: bool = False) -> BatchResult:
     """`recoup score --engine spark`: the local engine's result (same worklist), computed on Spark."""
-    from serving.store import failed_run_recorded, record_run
-
-    cfg = ranking_cfg or load_ranking_config()
-    run_id = run_id or uuid.uuid4().hex[:16]
-    as_of = pd.Timestamp(as_of)
-    timings: dict[str, float] = {}
-    info: dict = {}
-    record = {"run_id": run_id, "as_of": as_of.strftime("%Y-%m-%d"), "model_version": model_version,
-              "engine": "spark", "started_at": pd.Timestamp.now(tz="UTC").isoformat(), "status": "running"}
-    src = str(source)
-
-    t0 = time.perf_counter()
-    ds = read_dataset(src, extract_date=extract_date)  # validation on the driver: raises before writing
-    timings["read_validate_s"] = time.perf_counter() - t0
-    if ds.extract_date is not None and as_of > ds.extract_date:
-        raise ValueError(f"as-of date {as_of.date()} is after the data's extract date {ds.extract_date.date()}")
+    ctx = RunContext.create(str(source), as_of, target, model, model_version, engine="spark",
+                            ranking_cfg=ranking_cfg, reasons_rows=reasons_rows, run_id=run_id,
+                            extract_date=extract_date, chunk_size=accounts_per_group, keep_result=keep_result)
+    ds = ctx.read()  # validation on the driver: raises before anything is written
     n_accounts = len(ds["accounts"])
-    payers = ds["payers"]
-    present = {n: [c for c in TABLES[n].columns if c in ds[n]] for n in SHIPPED if n in ds}
-    if not is_sql_url(src):
-        # Spark reads the folder itself; the driver's copy was only needed for validation
-        ds = Dataset({n: ds[n] for n in ds.tables if n == "payers"}, extract_date=ds.extract_date, source=src)
-    if target is not None:
-        record_run(target, record)
-    with failed_run_recorded(target, record):
-        t1 = time.perf_counter()
-        spark = spark or spark_session(master, conf)
-        timings["spark_start_s"] = time.perf_counter() - t1
-        info["master"] = spark.sparkContext.master
-        ranked, drift, warnings = _run(spark, src, ds, present, payers, as_of, target, model, model_version, cfg,
-                                       run_id, reasons_rows, accounts_per_group, n_partitions, n_accounts,
-                                       record, timings, info)
-    log.info("spark: scored %d accounts and %d denials in %.1fs", len(ranked.accounts), len(ranked.denials),
-             sum(v for k, v in timings.items() if not k.startswith("worker_")))
-    return BatchResult(run_id, as_of, len(ranked.accounts), len(ranked.denials), timings, drift,
-                       ranked if keep_result else None, warnings, info)
+    present = {n: [c for c in TABLES[n].columns if c in ds[n]] for n in ACCOUNT_TABLES if n in ds}
+    if not is_sql_url(ctx.source):
+        # Spark reads the folder itself; the driver's copy was only needed for validation (and payers)
+        ds = Dataset({"payers": ds["payers"]}, extract_date=ds.extract_date, source=ctx.source)
+    with ctx.recorded():
+        with ctx.timed("spark_start_s"):
+            spark = spark or spark_session(master, conf)
+        n_parts = n_partitions or max(spark.sparkContext.defaultParallelism,
+                                      int(np.ceil(n_accounts / max(accounts_per_group, 1))))
+        chunks, info = _score_groups(ctx, spark, ds, present, n_parts)
+        done = ctx.finish(chunks)
+    log.info("spark: scored %d accounts and %d denials in %.1fs", len(done.ranked.accounts),
+             len(done.ranked.denials), sum(v for k, v in ctx.timings.items() if not k.startswith("worker_")))
+    return ctx.result(done, info)
 
 
-def _run(spark, src, ds, present, payers, as_of, target, model, model_version, cfg, run_id, reasons_rows,
-         accounts_per_group, n_partitions, n_accounts, record, timings, info):
+def _score_groups(ctx: RunContext, spark, ds: Dataset, present: dict[str, list[str]],
+                  n_parts: int) -> tuple[list[ChunkResult], dict]:
+    """Ship every account's rows to its group (`n_parts` groups) and run `features_and_scores` per
+    group: the groups' results, and how the job ran (master, reader, groups)."""
     from pyspark.sql import types as T
 
-    t0 = time.perf_counter()
-    frames, how = _read_tables(spark, src, ds, list(present))
-    log.info("spark: tables read via %s", how)
-    info["reader"] = how
-    n_parts = n_partitions or max(spark.sparkContext.defaultParallelism,
-                                  int(np.ceil(n_accounts / max(accounts_per_group, 1))))
-    spark.conf.set("spark.sql.shuffle.partitions", str(n_parts))
-    long = _long_frame(frames, n_parts)
-    schema = T.StructType([T.StructField("part", T.IntegerType()), T.StructField("payload", T.BinaryType())])
-    work = _group_worker(model, payers, present, as_of, ds.extract_date, cfg)
-    rows = long.groupBy("part").applyInPandas(work, schema=schema).collect()
-    timings["spark_job_s"] = time.perf_counter() - t0  # read, shuffle, features and both models on the workers
-    feats, scored_acc, scored_den = [], [], []
-    build = fp = 0.0
-    for row in sorted(rows, key=lambda r: r["part"]):
-        payload = pickle.loads(row["payload"])
-        feats.append(payload["features"])
-        scored_acc.append(payload["accounts"])
-        scored_den.append(payload["denials"])
-        build += payload["timings"]["group_build_s"]
-        fp += payload["timings"]["features_predict_s"]
-    timings["worker_group_build_s"], timings["worker_features_predict_s"] = build, fp  # summed over workers
+    with ctx.timed("spark_job_s"):  # read, shuffle, features and both models on the workers
+        frames, how = _read_tables(spark, ctx.source, ds, list(present))
+        log.info("spark: tables read via %s", how)
+        spark.conf.set("spark.sql.shuffle.partitions", str(n_parts))
+        long = _long_frame(frames, n_parts)
+        schema = T.StructType([T.StructField("part", T.IntegerType()), T.StructField("payload", T.BinaryType())])
+        work = _group_worker(ctx.model, ds["payers"], present, ctx.as_of, ds.extract_date, ctx.ranking)
+        rows = long.groupBy("part").applyInPandas(work, schema=schema).collect()
+    payloads = [pickle.loads(row["payload"]) for row in sorted(rows, key=lambda r: r["part"])]
+    chunks = [p["chunk"] for p in payloads]
+    # summed over the workers
+    ctx.add_time("worker_group_build_s", sum(p["group_build_s"] for p in payloads))
+    ctx.add_time("worker_features_predict_s", sum(c.features_s + c.predict_s for c in chunks))
     log.info("spark: %d groups of accounts", len(rows))
-    info["groups"] = len(rows)
-    ranked, drift, warnings = finish_run(feats, scored_acc, scored_den, as_of, target, model, model_version, cfg,
-                                         run_id, reasons_rows, record, timings)
-    return ranked, drift, warnings
+    return chunks, {"master": spark.sparkContext.master, "reader": how, "groups": len(rows)}

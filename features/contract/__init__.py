@@ -1,0 +1,52 @@
+"""The data contract (DESIGN.md, "The data contract"): what a dataset is, and how it is read,
+typed, validated and written.
+
+- `tables`: the declaration of every table (`TABLES`), from which everything else derives;
+- `dataset`: a dataset in memory (`Dataset`, `ColumnTable`);
+- `read`: folders (Parquet, CSV) and SQL databases in;
+- `validate`: canonical types (`coerce_table`) and the pandera and cross-table checks;
+- `write`: the one atomic writer, for folders (`DatasetWriter`, `write_dataset`) and PostgreSQL.
+
+Callers import from `features.contract`, not from the modules.
+"""
+
+from features.contract.dataset import ColumnTable, Dataset, float_column, latest_date
+from features.contract.read import is_sql_url, read_dataset, read_raw, split_sql_target
+from features.contract.tables import (
+    ACK_SOURCES,
+    ACK_STATUSES,
+    ACTIVITY_TYPES,
+    APPEAL_OUTCOMES,
+    CLAIM_FREQUENCIES,
+    CLAIM_STATUS_FROM_X12,
+    CLAIM_STATUSES,
+    CLAIM_TYPES,
+    ENCOUNTER_TYPES,
+    FINANCIAL_CLASSES,
+    FORWARDED_X12_STATUSES,
+    FREQUENCY_FROM_X12,
+    GROUP_CODES,
+    REQUIRED_TABLES,
+    TABLES,
+    TXN_TYPES,
+    Col,
+    ColumnType,
+    ContractError,
+    Ref,
+    Table,
+    Violation,
+    columns_of,
+)
+from features.contract.validate import coerce_table, pandera_schema, validate_dataset
+from features.contract.write import DatasetWriter, arrow_schema, load_dataset, write_dataset, write_sql
+
+__all__ = [
+    "ACK_SOURCES", "ACK_STATUSES", "FORWARDED_X12_STATUSES",
+    "ACTIVITY_TYPES", "APPEAL_OUTCOMES", "CLAIM_FREQUENCIES", "CLAIM_STATUS_FROM_X12", "CLAIM_STATUSES",
+    "CLAIM_TYPES", "ENCOUNTER_TYPES", "FINANCIAL_CLASSES", "FREQUENCY_FROM_X12", "GROUP_CODES",
+    "REQUIRED_TABLES", "TABLES", "TXN_TYPES",
+    "Col", "ColumnTable", "ColumnType", "ContractError", "Dataset", "DatasetWriter", "Ref", "Table", "Violation",
+    "arrow_schema", "coerce_table", "columns_of", "float_column", "is_sql_url", "latest_date",
+    "load_dataset", "pandera_schema", "read_dataset", "read_raw", "split_sql_target",
+    "validate_dataset", "write_dataset", "write_sql",
+]

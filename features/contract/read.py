@@ -1,0 +1,97 @@
+"""Read a dataset in the contract: a folder of Parquet or CSV files (one per table), or a SQLAlchemy
+URL whose database holds tables of the same names.
+
+`read_raw` returns the tables as stored; `read_dataset` types them (`coerce_table`), sets the extract
+date and (by default) validates them.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pandas as pd
+
+from features.contract.dataset import Dataset, latest_date
+from features.contract.tables import REQUIRED_TABLES, TABLES, ContractError, Violation
+from features.contract.validate import coerce_table, validate_dataset
+
+
+def is_sql_url(source: str | os.PathLike) -> bool:
+    return "://" in str(source)
+
+
+def split_sql_target(target: str) -> tuple[str, str | None]:
+    """`postgresql://host/db#worklist` -> (url, "worklist")."""
+    url, _, table = str(target).partition("#")
+    return url, (table or None)
+
+
+def _read_folder_table(folder: Path, name: str) -> pd.DataFrame | None:
+    pq, csv = folder / f"{name}.parquet", folder / f"{name}.csv"
+    if pq.exists():
+        return pd.read_parquet(pq)
+    if pq.is_dir():
+        return pd.read_parquet(pq)
+    if csv.exists():
+        # Read everything as text: typing happens in one place (`coerce_table`), which can name
+        # the rows that do not parse.
+        return pd.read_csv(csv, dtype=str, keep_default_na=False, na_values=[""])
+    return None
+
+
+def read_raw(source: str | os.PathLike, tables: tuple[str, ...] | None = None) -> dict[str, pd.DataFrame]:
+    """The tables as stored, untyped; absent optional tables are left out."""
+    names = tables or tuple(TABLES)
+    raw: dict[str, pd.DataFrame] = {}
+    if is_sql_url(source):
+        import sqlalchemy as sa
+
+        engine = sa.create_engine(str(source))
+        try:
+            existing = set(sa.inspect(engine).get_table_names())
+            with engine.connect() as conn:
+                for name in names:
+                    if name in existing:
+                        # a table has no order: sort by key so every read gives the same frame
+                        order = ", ".join(f'"{k}"' for k in TABLES[name].key)
+                        raw[name] = pd.read_sql(sa.text(f'SELECT * FROM "{name}" ORDER BY {order}'), conn)
+        finally:
+            engine.dispose()
+    else:
+        folder = Path(source)
+        if not folder.is_dir():
+            raise ContractError([Violation(str(source), None, "is not a folder of contract tables")])
+        for name in names:
+            df = _read_folder_table(folder, name)
+            if df is not None:
+                raw[name] = df
+    return raw
+
+
+def read_dataset(
+    source: str | os.PathLike,
+    extract_date: str | pd.Timestamp | None = None,
+    validate: bool = True,
+    tables: tuple[str, ...] | None = None,
+) -> Dataset:
+    """Read a dataset, type it and (by default) validate it; raise `ContractError` if broken."""
+    raw = read_raw(source, tables)
+    violations: list[Violation] = []
+    wanted = tables or REQUIRED_TABLES
+    for name in wanted:
+        if name not in raw and not TABLES[name].optional:
+            violations.append(Violation(name, None, f"table is missing from {source}"))
+    typed: dict[str, pd.DataFrame] = {}
+    for name, df in raw.items():
+        frame, problems = coerce_table(name, df)
+        violations.extend(problems)
+        typed[name] = frame
+    if violations:
+        raise ContractError(violations)
+    ds = Dataset(typed, source=str(source))
+    ds.extract_date = pd.Timestamp(extract_date) if extract_date is not None else latest_date(ds)
+    if validate:
+        validate_dataset(ds)
+    return ds
+

@@ -1,0 +1,259 @@
+"""The account block: one row per account open at T (ledger balance above zero, not written off to
+bad debt, not placed with an agency), the features of `account_feature_names()`, and the payment
+labels recovered(T, T+H] where the data has the future."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from features.catalogue import (
+    ACCOUNT_LABELS,
+    CARC_GROUP_NAMES,
+    DEFAULT_HORIZONS,
+    PROC_FAMILIES,
+    WINDOWS,
+    Horizons,
+    account_feature_names,
+)
+from features.contract import CLAIM_STATUSES, TXN_TYPES, Dataset
+from features.dates import NEVER, day_number, parse_as_of_dates
+from features.snapshot.arrays import (
+    count_by,
+    days_since,
+    feature_table,
+    last_by,
+    max_by,
+    min_by,
+    sum_by,
+    take,
+)
+from features.snapshot.history import ACTIVITY_CODE, FAMILY_CODE, FREQUENCY_CODE, TXN_CODE, History
+from features.snapshot.stats import RateLookup, rates_at
+
+_LEDGER_SIGN = np.array([1.0 if t in ("charge", "refund", "payment_reversal") else -1.0 for t in TXN_TYPES])
+_RECOVER_SIGN = np.array(
+    [
+        1.0 if t in ("insurance_payment", "patient_payment") else -1.0 if t in ("payment_reversal", "refund") else 0.0
+        for t in TXN_TYPES
+    ]
+)
+
+
+def _windows(codes, day, T, n, mask, w=None) -> dict[int, np.ndarray]:
+    out = {}
+    for win in (7, *WINDOWS):  # 7: call attempts (the call limit rule)
+        m = mask & (day > T - win) & (day <= T)
+        out[win] = count_by(codes, n, m) if w is None else sum_by(codes, w, n, m)
+    return out
+
+
+def account_block(p: History, t: pd.Timestamp, lk: RateLookup, h: int, with_labels: bool) -> dict[str, np.ndarray]:
+    """The account features (and labels, with `with_labels`: payment horizon `h` days) of the accounts
+    open at `t`, as NumPy columns."""
+    T, n = day_number(t), p.n
+    # ledger
+    tk = (p.t_day <= T) & (p.t_acct >= 0)
+    ta, ty, amt = p.t_acct, p.t_type, p.t_amt
+    sign = _LEDGER_SIGN[np.maximum(ty, 0)]
+    balance = sum_by(ta, sign * amt, n, tk)
+    is_t = {k: ty == i for k, i in TXN_CODE.items()}
+    bad_debt = count_by(ta, n, tk & is_t["bad_debt_writeoff"]) > 0
+    vk = (p.v_day <= T) & (p.v_acct >= 0)
+    is_v = {k: p.v_type == i for k, i in ACTIVITY_CODE.items()}
+    agency = count_by(p.v_acct, n, vk & is_v["agency_placement"]) > 0
+    open_ = (p.acct_day <= T) & (balance > 0) & ~bad_debt & ~agency
+    rows = np.flatnonzero(open_)
+
+    def sel(a):  # per-account array -> open accounts only
+        return a[rows]
+
+    f: dict[str, np.ndarray] = {"account_id": p.acct_ids[rows]}
+    payer = p.acct_payer
+    pclass = take(p.pay_class, payer, "self_pay")
+    self_pay = (payer < 0) | (pclass == "self_pay")
+    f["financial_class"] = sel(pclass)
+    f["encounter_type"] = sel(p.enc)
+    f["primary_payer_id"] = sel(take(p.pay_ids, payer, "self_pay"))
+    f["patient_age"] = sel(p.age)
+    f["total_charges"] = sel(p.charges)
+    f["days_since_service"] = sel(days_since(T, p.acct_day))
+    f["days_since_discharge"] = sel(days_since(T, p.disch_day))
+
+    pay_t = tk & (is_t["insurance_payment"] | is_t["patient_payment"])
+    pp_t = tk & is_t["patient_payment"]
+    patient_paid = sum_by(ta, amt, n, pp_t)
+    rec_w = _RECOVER_SIGN[np.maximum(ty, 0)] * amt
+    # patient responsibility: PR of remits of the latest payer sequence reached (a secondary claim
+    # takes over the primary's PR), less patient payments
+    rk = (p.r_day <= T) & (p.r_acct >= 0)
+    r_seq = p.c_seq[np.maximum(p.r_claim, 0)]
+    top_seq = max_by(p.r_acct, r_seq, n, rk, fill=0)
+    pr = sum_by(p.r_acct, p.r_pr, n, rk & (r_seq == top_seq[np.maximum(p.r_acct, 0)]))
+    bal_pat = np.clip(pr - patient_paid, 0, np.maximum(balance, 0))
+    bal_pat = np.where(self_pay, np.maximum(balance, 0), bal_pat)
+    f["balance"] = sel(balance)
+    f["balance_patient"] = sel(np.round(bal_pat, 2))
+    f["balance_insurance"] = sel(np.round(balance - bal_pat, 2))
+    f["charges_posted"] = sel(sum_by(ta, amt, n, tk & is_t["charge"]))
+    f["insurance_paid"] = sel(sum_by(ta, amt, n, tk & is_t["insurance_payment"]))
+    f["adjustments_total"] = sel(
+        sum_by(
+            ta,
+            amt,
+            n,
+            tk & (is_t["contractual_adjustment"] | is_t["administrative_adjustment"] | is_t["charity_adjustment"]),
+        )
+    )
+    f["days_since_last_payment"] = sel(days_since(T, max_by(ta, p.t_day, n, pay_t)))
+    payw = _windows(ta, p.t_day, T, n, tk, rec_w)
+    for w in WINDOWS:
+        f[f"payments_{w}d"] = sel(payw[w])
+    f["payments_trend_30d"] = sel(np.round(payw[30] - payw[365] * 30 / 365, 2))
+
+    # claims
+    ck = (p.c_day <= T) & (p.c_acct >= 0)
+    ca = p.c_acct
+    not_void = p.c_freq != FREQUENCY_CODE["void"]
+    f["n_claims"] = sel(count_by(ca, n, ck))
+    f["n_corrected_claims"] = sel(
+        count_by(ca, n, ck & ((p.c_freq == FREQUENCY_CODE["corrected"]) | (p.c_freq == FREQUENCY_CODE["replacement"])))
+    )
+    f["has_secondary_claim"] = sel((count_by(ca, n, ck & (p.c_seq > 1)) > 0).astype(np.float64))
+    f["billed_total"] = sel(sum_by(ca, np.nan_to_num(p.c_billed), n, ck & not_void))
+    f["days_since_last_claim"] = sel(days_since(T, max_by(ca, p.c_day, n, ck)))
+    top_line = last_by(ca, n, ck, p.c_day, np.nan_to_num(p.c_billed))  # the largest claim's family
+    acct_fam = np.where(top_line >= 0, p.c_proc[np.maximum(top_line, 0)] if len(p.c_proc) else 0,
+                        FAMILY_CODE["unknown"])
+    f["proc_family"] = sel(np.array(PROC_FAMILIES, dtype=object)[acct_fam])
+    primary_filed = count_by(ca, n, ck & (p.c_payer == payer[np.maximum(ca, 0)]) & (p.c_seq == 1)) > 0
+
+    # remittances
+    ra = p.r_acct
+    f["n_remits"] = sel(count_by(ra, n, rk))
+    f["remit_paid"] = sel(sum_by(ra, np.nan_to_num(p.r_paid), n, rk))
+    last_r = last_by(ra, n, rk, p.r_status, p.r_day)
+    f["last_remit_status"] = sel(
+        take(
+            np.array(CLAIM_STATUSES, dtype=object),
+            np.where(last_r >= 0, p.r_status[np.maximum(last_r, 0)] if len(p.r_status) else -1, -1),
+            "none",
+        )
+    )
+    answered = count_by(p.r_claim, len(p.c_ids), rk & (p.r_claim >= 0)) > 0
+    waiting = ck & not_void & ~answered
+    f["pending_adjudication"] = sel((count_by(ca, n, waiting) > 0).astype(np.float64))
+    f["days_claim_waiting"] = sel(days_since(T, min_by(ca, p.c_day, n, waiting)))
+
+    # denials
+    dk = p.known_denials(T)
+    da = p.d_acct
+    d_open = p.open_denials(T, dk)
+    f["n_denials"] = sel(count_by(da, n, dk))
+    any_open = count_by(da, n, d_open) > 0
+    f["open_denial"] = sel(any_open.astype(np.float64))
+    f["open_denied_amount"] = sel(sum_by(da, p.d_amount, n, d_open))
+    last_d = last_by(da, n, dk, p.d_carc_rank, p.d_day)
+    f["last_denial_carc"] = sel(take(p.d_carc, last_d, "none"))
+    last_group = np.where(last_d >= 0, p.d_group[np.maximum(last_d, 0)] if len(p.d_group) else 0, -1)
+    f["last_denial_group"] = sel(take(np.array(CARC_GROUP_NAMES, dtype=object), last_group, "none"))
+    d_payer = p.c_payer[p.d_claim] if len(p.d_claim) else np.zeros(0, np.int64)
+    d_awd = np.where(d_payer >= 0, p.awd[np.maximum(d_payer, 0)] if len(p.awd) else np.nan, np.nan)
+    d_left = d_awd - (T - p.d_day)
+    deadline = np.full(n, np.nan)
+    m = d_open & ~np.isnan(d_left)
+    if m.any():
+        dl = np.full(n, np.inf)
+        np.minimum.at(dl, da[m], d_left[m])
+        deadline = np.where(np.isinf(dl), np.nan, dl)
+    f["appeal_deadline_days_left"] = sel(deadline)
+    tfd = np.where(payer >= 0, p.tfd[np.maximum(payer, 0)] if len(p.tfd) else np.nan, np.nan)
+    tf_left = tfd - (T - p.acct_day)
+    f["timely_filing_days_left"] = sel(np.where(~primary_filed | any_open, tf_left, np.nan))
+
+    # appeals
+    ak = (p.a_day <= T) & (p.a_acct >= 0)
+    decided = p.a_dec_day <= T
+    f["n_appeals"] = sel(count_by(p.a_acct, n, ak))
+    f["pending_appeal"] = sel((count_by(p.a_acct, n, ak & ~decided) > 0).astype(np.float64))
+    f["n_overturned"] = sel(count_by(p.a_acct, n, ak & decided & p.a_over))
+
+    # patient payments
+    f["n_patient_payments"] = sel(count_by(ta, n, pp_t))
+    f["patient_paid"] = sel(patient_paid)
+    last_pp = max_by(ta, p.t_day, n, pp_t)
+    f["days_since_last_patient_payment"] = sel(days_since(T, last_pp))
+    ppw = _windows(ta, p.t_day, T, n, pp_t, amt)
+    for w in WINDOWS:
+        f[f"patient_payments_{w}d"] = sel(ppw[w])
+
+    # activities
+    va, vd = p.v_acct, p.v_day
+    st = _windows(va, vd, T, n, vk & is_v["statement"])
+    ca_w = _windows(va, vd, T, n, vk & is_v["call_attempt"])
+    co = _windows(va, vd, T, n, vk & (is_v["call_contact"] | is_v["portal_message"] | is_v["letter"]))
+    for w in WINDOWS:
+        f[f"statements_{w}d"] = sel(st[w])
+    for w in WINDOWS:
+        f[f"call_attempts_{w}d"] = sel(ca_w[w])
+    for w in WINDOWS:
+        f[f"contacts_{w}d"] = sel(co[w])
+    touch30, touch365 = co[30] + ca_w[30], co[365] + ca_w[365]
+    f["contacts_trend_30d"] = sel(touch30 - touch365 * 30 / 365)
+    f["call_attempts_7d"] = sel(ca_w[7])
+    f["days_since_first_statement"] = sel(days_since(T, min_by(va, vd, n, vk & is_v["statement"])))
+    f["days_since_last_statement"] = sel(days_since(T, max_by(va, vd, n, vk & is_v["statement"])))
+    f["n_letters"] = sel(count_by(va, n, vk & is_v["letter"]))  # dunning letters mark the collection stage
+    last_start = max_by(va, vd, n, vk & is_v["payment_plan_start"])
+    last_default = max_by(va, vd, n, vk & is_v["payment_plan_default"])
+    active = (last_start > -NEVER) & (last_start > last_default)
+    f["plan_active"] = sel(active.astype(np.float64))
+    f["plan_defaulted"] = sel(((last_default > -NEVER) & (last_default >= last_start)).astype(np.float64))
+    recent = (T - np.maximum(last_pp, last_start)) <= 60
+    f["plan_in_good_standing"] = sel((active & recent).astype(np.float64))
+    f["dispute_recent"] = sel((count_by(va, n, vk & is_v["dispute"] & (vd > T - 90)) > 0).astype(np.float64))
+    last_fa = max_by(va, vd, n, vk & is_v["financial_assistance_application"])
+    last_charity = max_by(ta, p.t_day, n, tk & is_t["charity_adjustment"])
+    fa = (last_fa > -NEVER) & (last_fa > T - 365) & (last_charity < last_fa)
+    f["fa_pending"] = sel(fa.astype(np.float64))
+    f["in_bankruptcy"] = sel((count_by(va, n, vk & is_v["bankruptcy_notice"]) > 0).astype(np.float64))
+    f["n_promises_90d"] = sel(count_by(va, n, vk & is_v["promise_to_pay"] & (vd > T - 90)))
+
+    # pooled rates (payer code npay = unknown/self-pay -> global values)
+    pc = np.where(payer >= 0, payer, len(p.pay_ids))[rows]
+    f["payer_denial_rate"] = lk.payer["denial_rate"][pc]
+    f["payer_overturn_rate"] = lk.payer["overturn_rate"][pc]
+    grp = sel(last_group)
+    f["payer_group_overturn_rate"] = np.where(
+        grp >= 0, lk.pg_over[pc, np.maximum(grp, 0)], lk.payer["overturn_rate"][pc]
+    )
+    f["payer_paid_to_billed"] = lk.payer["paid_to_billed"][pc]
+    f["payer_days_to_pay"] = lk.payer["days_to_pay"][pc]
+    f["proc_family_denial_rate"] = lk.fam["denial_rate"][sel(acct_fam)]
+
+    if with_labels:
+        fut = (p.t_day > T) & (p.t_day <= T + h) & (ta >= 0)
+        rec = sel(sum_by(ta, rec_w, n, fut))
+        known = T + h <= p.extract
+        f["label_recovered"] = rec if known else np.full(len(rows), np.nan)
+        f["label_paid"] = (rec > 0).astype(np.float64) if known else np.full(len(rows), np.nan)
+    return f
+
+
+def account_features(
+    ds: Dataset, as_of, stats: pd.DataFrame | None = None, horizons: Horizons = DEFAULT_HORIZONS,
+    with_labels: bool = True,
+) -> pd.DataFrame:
+    """One row per open account per as-of date (sorted by as_of, account_id).
+
+    Columns: `account_id`, `as_of`, the features of `account_feature_names()` and, with
+    `with_labels`, `label_paid` and `label_recovered` (NaN when as_of + `horizons.horizon_days` is
+    after the extract date). `stats=None` computes the pooled statistics per as-of date from `ds`
+    (with `horizons.overturn_horizon_days`, as training does); a stats table (from `pooled_stats`) is
+    used for every date instead (scoring)."""
+    p = History.from_dataset(ds)
+    blocks = [
+        (t, account_block(p, t, rates_at(p, t, stats, horizons), horizons.horizon_days, with_labels))
+        for t in parse_as_of_dates(as_of)
+    ]
+    return feature_table(blocks, ["account_id"], account_feature_names(), list(ACCOUNT_LABELS) if with_labels else [])

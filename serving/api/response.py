@@ -1,0 +1,125 @@
+"""The service's responses: pydantic models, the ranked columns as one result per account, and
+error bodies (they name the field, carry the request id, and never echo a value: it could be PHI)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, Field
+from starlette.responses import JSONResponse
+
+from serving.api.middleware import request_id_var
+
+
+class Deadlines(BaseModel):
+    appeal: dt.date | None = None
+    timely_filing: dt.date | None = None
+
+
+class DenialResult(BaseModel):
+    claim_id: str
+    rank: int | None = None
+    p_overturn: float | None = None
+    expected_recovery: float | None = None
+    next_action: str | None = None
+    carc: str | None = None
+    appeal_deadline: dt.date | None = None
+
+
+class AccountResult(BaseModel):
+    account_id: str
+    status: Literal["scored", "not_open", "over_capacity"] = Field(
+        description="scored; not_open: the account is not open at as_of (no positive ledger balance, written "
+                    "off, placed with an agency, or not yet serviced), so it is not scored; over_capacity "
+                    "(worklist only): scored but cut by capacity_minutes.")
+    rank: int | None = None
+    priority: float | None = None
+    p_payment: float | None = None
+    expected_recovery: float | None = None
+    expected_net: float | None = None
+    next_action: str | None = None
+    action_minutes: float | None = None
+    hold_reason: str | None = None
+    is_exploration: bool | None = None
+    balance: float | None = None
+    reasons: list[str] = Field(default_factory=list)
+    deadlines: Deadlines = Field(default_factory=Deadlines)
+    denials: list[DenialResult] = Field(default_factory=list)
+    as_of: dt.date
+    model_version: str
+
+
+class ScoreResponse(BaseModel):
+    results: list[AccountResult]
+    model_version: str
+    request_id: str
+
+
+class ReloadResponse(BaseModel):
+    old_version: str
+    new_version: str
+    changed: bool
+
+
+def _f(x) -> float | None:
+    """A finite float or None (JSON has no NaN or infinity)."""
+    if x is None:
+        return None
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        return None
+    return v if np.isfinite(v) else None
+
+
+def _d(x) -> dt.date | None:
+    if x is None or isinstance(x, dt.date):
+        return x
+    return None if pd.isna(x) else pd.Timestamp(x).date()
+
+
+def _values(column: np.ndarray) -> list:
+    """A NumPy column as Python values (dates as `datetime.date`, NaT as None)."""
+    return column.astype("datetime64[D]").tolist() if column.dtype.kind == "M" else column.tolist()
+
+
+def _s(x) -> str | None:
+    return None if x is None or (isinstance(x, float) and np.isnan(x)) or x is pd.NA else str(x)
+
+
+def account_results(ranked, as_of: dt.date, version: str) -> dict[str, AccountResult]:
+    """The ranked `Columns` (`rank(..., frames=False)`) as one result per scored account, in rank order."""
+    acc, den = ranked.accounts, ranked.denials
+    denials: dict[str, list[dict]] = {}
+    if len(den["claim_id"]):
+        cols = [_values(den[c]) for c in ("account_id", "claim_id", "rank", "p_overturn", "expected_recovery",
+                                           "next_action", "carc", "appeal_deadline")]
+        for aid, cid, rk, po, er, act, carc, deadline in zip(*cols, strict=True):
+            denials.setdefault(aid, []).append({
+                "claim_id": cid, "rank": int(rk), "p_overturn": _f(po), "expected_recovery": _f(er),
+                "next_action": _s(act), "carc": _s(carc), "appeal_deadline": _d(deadline)})
+    names = ("account_id", "rank", "priority", "p_payment", "expected_recovery", "expected_net", "next_action",
+             "action_minutes", "hold_reason", "is_exploration", "balance", "reasons", "appeal_deadline",
+             "timely_filing_deadline")
+    scored: dict[str, AccountResult] = {}
+    for (aid, rk, prio, p, er, net, act, mins, hold, explore, bal, reasons, appeal, tf) in zip(
+            *(_values(acc[c]) for c in names), strict=True):
+        scored[aid] = AccountResult(
+            account_id=aid, status="scored", rank=int(rk), priority=_f(prio), p_payment=_f(p),
+            expected_recovery=_f(er), expected_net=_f(net), next_action=_s(act), action_minutes=_f(mins),
+            hold_reason=_s(hold), is_exploration=bool(explore), balance=_f(bal), reasons=list(reasons or []),
+            deadlines={"appeal": _d(appeal), "timely_filing": _d(tf)}, denials=denials.get(aid, []), as_of=as_of,
+            model_version=version)
+    return scored
+
+
+def error_response(status: int, message: str, problems: list[tuple[str, str]] | None = None) -> JSONResponse:
+    """An error body that names each field by its JSON path and carries the request id."""
+    body: dict = {"error": message, "request_id": request_id_var.get()}
+    if problems:
+        body["fields"] = [p for p, _ in problems]
+        body["detail"] = [{"field": p, "msg": m} for p, m in problems]
+    return JSONResponse(body, status_code=status)
