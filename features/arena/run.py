@@ -103,13 +103,15 @@ class _Run:
         self.work_rows: list[pd.DataFrame] = []
 
     def dataset(self, as_of: pd.Timestamp):
-        from features.data import Dataset
+        from features.data import Dataset, coerce_table
 
         if self.pending:
             ev = pd.concat([e for e, _ in self.pending], ignore_index=True)
             wk = pd.concat([w for _, w in self.pending], ignore_index=True)
             self.pending.clear()
             new = ledger.build_tables(self.P, ev, wk, self.office.start)
+            # typed as the history was read: every contract column, optional ones at their default
+            new = {name: coerce_table(name, df)[0] for name, df in new.items()}
             for name, df in new.items():
                 if name == "appeals":
                     old = pd.concat(self.tables["appeals"], ignore_index=True)
