@@ -507,6 +507,69 @@ def load(
                + ", ".join(f"{n} {c:,}" for n, c in counts.items()))
 
 
+# --- arena ---
+ARENA_POLICIES = ("largest_balance", "oldest", "random", "expected_recovery", "oracle")
+
+
+@app.command()
+def arena(
+    data: Annotated[str, typer.Argument(help="A dataset folder written by `recoup simulate` (with its _truth/).")],
+    out: Annotated[Path, typer.Option("--out", help="Folder for arena.json, daily.csv, work.parquet and the plot.")],
+    days: Annotated[int, typer.Option("--days", min=1, help="Days to run the office for.")] = 90,
+    collectors: Annotated[int, typer.Option("--collectors", min=1, help="Collectors working each day.")] = 3,
+    minutes: Annotated[float, typer.Option("--minutes", min=1, help="Minutes each collector works a day.")] = 480,
+    policies: Annotated[str, typer.Option("--policies", help="Comma-separated: " + ", ".join(ARENA_POLICIES))] = (
+        ",".join(ARENA_POLICIES)),
+    seed: Annotated[int, typer.Option("--seed", help="Random streams: same seed, same results.")] = 0,
+    model_alias: Annotated[str, typer.Option("--model-alias", help="Registry alias of the expected_recovery "
+                                                                   "policy's model.")] = "champion",
+    model_version: Annotated[str | None, typer.Option("--model-version", help="A version instead.")] = None,
+    model_name: Annotated[str, typer.Option("--model-name", help="Registered model name.")] = "recoup",
+    ranking_config: Annotated[Path | None, typer.Option("--ranking-config", help="Ranking YAML.")] = None,
+    tracking_uri: TrackingUri = None,
+) -> None:
+    """A simulated office worked day by day: each policy's worklist, the same random streams, dollars
+    collected because of work (against doing nothing), forfeited, minutes used, per collector hour."""
+    from features.arena import SHIPPED, run_arena
+
+    _setup_logging()
+    names = [p.strip() for p in policies.split(",") if p.strip()]
+    unknown = [p for p in names if p not in ARENA_POLICIES]
+    if unknown or not names:
+        _fail(f"unknown policies {', '.join(unknown) or '(none given)'}: choose from {', '.join(ARENA_POLICIES)}", 2)
+    chosen = {}
+    for name in names:
+        if name == "expected_recovery":
+            from serving.arena_policy import ExpectedRecoveryPolicy
+            from serving.ranking import load_ranking_config
+            from training.tracking import load_bundle
+
+            try:
+                model = load_bundle(model_name, model_alias, model_version, tracking_uri)
+            except LookupError as err:
+                _fail(f"{err} (the expected_recovery policy needs a registered model: `recoup train DATA`, or "
+                      "leave it out with --policies)")
+            chosen[name] = ExpectedRecoveryPolicy(model, f"{model.registry_name_}/{model.registry_version_}",
+                                                  load_ranking_config(ranking_config))
+        else:
+            chosen[name] = SHIPPED[name]
+    try:
+        report = run_arena(data, chosen, days, collectors, minutes, seed=seed, out=out)
+    except ValueError as err:
+        _fail(str(err))
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"the arena: {days} days, {collectors} collectors x {minutes:g} minutes, seed {seed}")
+    for col in ("policy", "collected $", "because of work $", "forfeited $", "minutes used", "$ per collector hour"):
+        table.add_column(col, justify="left" if col == "policy" else "right")
+    for r in report["summary"]:
+        table.add_row(r["policy"], f"{r['collected']:,.0f}", f"{r['collected_because_of_work']:,.0f}",
+                      f"{r['forfeited']:,.0f}", f"{r['minutes_used']:,.0f}", f"{r['dollars_per_collector_hour']:,.2f}")
+    Console().print(table)
+    typer.echo(f"wrote {out / 'arena.json'}, daily.csv, work.parquet and cumulative.png in {report['seconds']:.0f}s")
+
+
 def main() -> None:  # pragma: no cover
     app()
 

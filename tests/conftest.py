@@ -6,6 +6,8 @@ nothing is left behind.
 - `small_data`: a 10,000-account simulated dataset (Parquet folder with `_truth/`);
 - `small_dataset`: the same, read (`features.contract.Dataset`);
 - `small_model`: a small model trained on it: `(model, snapshots, dataset, settings)`;
+- `small_office`: a 2,500-account office with a year of history, for the truth, arena and off-policy
+  tests (Parquet folder with `_truth/` and what the arena needs to continue it);
 - `benv`: a 3,000-account dataset and a small model registered in a SQLite MLflow store, for the
   batch, Spark and Postgres tests (`BatchEnv`).
 """
@@ -25,6 +27,7 @@ SMALL_TRAINING = {
     "amount_model": {"n_estimators": 120, "learning_rate": 0.1},
     "overturn_model": {"n_estimators": 60, "learning_rate": 0.1, "min_child_samples": 10},
 }
+OFFICE_SIM = dict(n_accounts=2500, seed=5, start="2024-01-01", end="2024-12-31")
 BATCH_SIM = dict(n_accounts=3000, seed=23, start="2024-01-01", end="2025-06-30")
 BATCH_TRAINING = {
     "payment_model": {"n_estimators": 60},
@@ -45,6 +48,13 @@ def small_dataset(small_data):
     from features.contract import read_dataset
 
     return read_dataset(small_data)
+
+
+@pytest.fixture(scope="session")
+def small_office(tmp_path_factory) -> Path:
+    from features.sources.simulate import simulate_to_folder
+
+    return simulate_to_folder(tmp_path_factory.mktemp("office") / "data", **OFFICE_SIM)
 
 
 class SmallModel(NamedTuple):

@@ -36,6 +36,11 @@ ACTIVITY_TYPES = (
     "bankruptcy_notice", "agency_placement",
 )
 
+WORK_ACTIONS = (
+    "status_call", "resubmit", "send_information", "appeal", "correct_and_resubmit", "patient_call", "statement",
+    "payment_plan_offer", "dispute_underpayment", "send_to_agency", "write_off",
+)
+
 # X12 code <-> contract value maps (837 CLM05-3, 835 CLP02). Any other valid frequency code is "other";
 # any other CLP02 is stored raw in `status_code` (and reported by the ingestion).
 FREQUENCY_FROM_X12 = {
@@ -280,6 +285,31 @@ TABLES: dict[str, Table] = {
             references=(Ref("claim_id", "claims", "claim_id"),),
             optional=True,
             doc="Claim acknowledgements (X12 277CA, 999): accepted, rejected or pended at the front door.",
+        ),
+        Table(
+            "work", ("work_id",),
+            {
+                "work_id": Col("str"),
+                "account_id": Col("str"),
+                "claim_id": Col("str", nullable=True, required=False, doc="work on one claim or denial"),
+                "worked_date": Col("date"),
+                "action": Col("str", enum=WORK_ACTIONS),
+                "minutes": Col("float", non_negative=True),
+                "propensity": Col("float", non_negative=True,
+                                  doc="the probability that the policy which chose this work chose it; 1.0 for a "
+                                      "deterministic rule"),
+                "is_exploration": Col("int", enum=(0, 1), doc="1: drawn by the policy's random share"),
+                "run_id": Col("str", nullable=True, required=False, doc="the worklist run that suggested it"),
+                "suggested_action": Col("str", nullable=True, required=False),
+                "collector": Col("str", nullable=True, required=False, doc="an opaque id, never a name"),
+            },
+            event_time="worked_date",
+            references=(
+                Ref("account_id", "accounts", "account_id"),
+                Ref("claim_id", "claims", "claim_id"),
+            ),
+            optional=True,
+            doc="The office's decision log (what collectors did), as contextual-bandit logs keep one.",
         ),
     ]
 }

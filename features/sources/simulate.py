@@ -1,48 +1,42 @@
-"""A synthetic A/R history with exact ground truth.
+"""A synthetic A/R history with exact ground truth: the population of accounts, payers and
+guarantors, and the entry points that write it.
 
-Each account is a small day-stepped Markov chain (states below). The same function, `_edges`,
-gives the probability of every move out of a state on a given day; the simulator samples from it
-and `_truth_for_open` propagates the state distribution through it for H days. So `_truth/` is the
-exact probability and expected dollars the mechanism implies given its latent state at T (the
-state, the Erlang sub-stage of a pending adjudication, the patient's propensity, the claim's
-hidden denial cause), computed by exact summation, never by sampling.
+Each account is a day-stepped Markov chain whose every move (and what work does to it) is declared
+once, in `features.sources.chain`. The simulator samples it day by day with an office working the
+accounts (`features.sources.office`: every piece of work goes to the `work` table with the exact
+probability that the office chose it), and `features.sources.truth` solves the same chain exactly
+for H days at each month start: the probability and expected dollars under the office's usual work,
+left alone, and after each feasible action. So `_truth/` is what the mechanism implies given the
+full latent state at T, computed by exact summation, never by sampling.
 
 Defaults follow published figures where they exist: initial denial rates of roughly 10-15% with
-CO-16/CO-197/CO-50/CO-97 the most common CARCs; Medicare paying in about two weeks and commercial
-payers in three to five; most fixable denials paid when worked, timely-filing denials almost never;
-patient balances paid far less often than insurance balances, less with age and size of the debt.
+CO-16/CO-197/CO-50/CO-97 the most common CARCs; a few percent of claims lost by the payer, a few
+pended for information; Medicare paying in about two weeks and commercial payers in three to five;
+most fixable denials paid when worked, timely-filing denials almost never; patient balances paid
+far less often than insurance balances, less with age and size of the debt.
 
-Accounts are generated in chunks with independent seeded streams, so memory is bounded and the
-same seed gives the same bytes whatever the chunk size... of the same run configuration.
+Accounts are generated in chunks (latent draws from independent seeded streams; daily draws are
+counter-based, keyed by account and day), so memory is bounded and the same seed gives the same
+bytes for the same run configuration.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from features.sources import latent, ledger
+from features.sources.chain import BIG, Mechanics
+from features.sources.engine import Memory, Recorder, step_day
+from features.sources.office import OfficeConfig
+from features.sources.truth import denial_truth, truth_at, truth_frames
+
 log = logging.getLogger(__name__)
-
-# ----------------------------------------------------------------------------- states
-(NOT_STARTED, PRE_BILL, INS_1, INS_2, INS_3, DENIED, APPEAL_1, APPEAL_2, DENIED_FINAL, SEC_1, SEC_2,
- PAT_1, PAT_2, PAT_3, PAT_4, PLAN_3, PLAN_2, PLAN_1, FA_PENDING, BANKRUPT,
- CLOSED_PAID, CLOSED_WRITEOFF, CLOSED_AGENCY) = range(23)
-N_STATES = 23
-OPEN_STATES = np.array([PRE_BILL, INS_1, INS_2, INS_3, DENIED, APPEAL_1, APPEAL_2, DENIED_FINAL, SEC_1,
-                        SEC_2, PAT_1, PAT_2, PAT_3, PAT_4, PLAN_3, PLAN_2, PLAN_1, FA_PENDING, BANKRUPT])
-PAT_STATES = (PAT_1, PAT_2, PAT_3, PAT_4)
-PLAN_STATES = (PLAN_3, PLAN_2, PLAN_1)
-
-# event kinds
-(EV_CHARGE, EV_SUBMIT, EV_PAID, EV_DENY, EV_WORK, EV_OVERTURN, EV_UPHELD, EV_DENIAL_WO, EV_SEC_PAID,
- EV_PAT_PAY, EV_PLAN_START, EV_INSTALLMENT, EV_PLAN_DEFAULT, EV_FA_APP, EV_CHARITY, EV_FA_DENIED,
- EV_BANKRUPTCY, EV_BK_WO, EV_AGENCY, EV_REVERSAL, EV_STATEMENT, EV_CALL_ATTEMPT, EV_CALL_CONTACT,
- EV_LETTER, EV_NONE) = range(25)
 
 # ----------------------------------------------------------------------------- defaults
 PAYER_CLASSES = ["medicare", "medicaid", "commercial", "managed_care", "workers_comp", "other"]
@@ -87,6 +81,9 @@ CARCS = pd.DataFrame(
     columns=["code", "share", "group", "remark", "overturn", "work"],
 )
 TIMELY_CARC = int(np.flatnonzero(CARCS["code"].to_numpy() == "29")[0])
+MISSING_INFO_CARC = int(np.flatnonzero(CARCS["code"].to_numpy() == "16")[0])
+GUARANTOR_TYPES = np.array([0.12, 0.23, 0.65])  # never pays, pays whatever is done (self-cure), responds to contact
+HOUSEHOLD_SHARE = 0.15  # patients whose balances another patient of the household pays
 # propensity of a denial to be worked per day, by how fixable collectors think the CARC is
 CARC_WORK_RATE = {"16": 0.09, "197": 0.05, "50": 0.04, "97": 0.03, "18": 0.02, "22": 0.07, "27": 0.02,
                   "11": 0.07, "4": 0.08, "29": 0.015}
@@ -116,6 +113,15 @@ class SimConfig:
     horizon_days: int = 60
     chunk_size: int = 50_000
     truth: bool = True
+    office: OfficeConfig = field(default_factory=OfficeConfig)
+    mechanics: Mechanics = field(default_factory=Mechanics)
+
+    def __post_init__(self) -> None:
+        shortest = min(min(CLASS_APPEAL_WINDOW.values()), self.mechanics.agency_wait_days)
+        if self.truth and self.horizon_days > shortest:
+            # the truth under the office's usual work reads a future denial's deadline as "not yet"
+            raise ValueError(f"horizon_days {self.horizon_days} is longer than the shortest appeal window "
+                             f"({shortest} days): the truth would not be exact; use at most {shortest}")
 
 
 # ----------------------------------------------------------------------------- payers
@@ -138,10 +144,13 @@ def make_payers(seed: int) -> pd.DataFrame:
                 timely_filing_days=CLASS_TIMELY[cls], appeal_window_days=CLASS_APPEAL_WINDOW[cls],
                 speed=float(np.exp(rng.normal(0, 0.25))), deny_mult=float(np.exp(rng.normal(0, 0.2))),
                 allowed_mult=float(np.exp(rng.normal(0, 0.08))), overturn_shift=float(rng.normal(0, 0.25)),
+                lost_mult=float(np.exp(rng.normal(0, 0.6))), pend_mult=float(np.exp(rng.normal(0, 0.4))),
+                reject_mult=float(np.exp(rng.normal(0, 0.5))),
             ))
     rows.append(dict(payer_id="SELFPAY", payer_name="Self pay", financial_class="self_pay",
                      timely_filing_days=None, appeal_window_days=None, speed=1.0, deny_mult=1.0,
-                     allowed_mult=1.0, overturn_shift=0.0))
+                     allowed_mult=1.0, overturn_shift=0.0, lost_mult=0.0, pend_mult=0.0,
+                     reject_mult=0.0))
     df = pd.DataFrame(rows)
     df["timely_filing_days"] = df["timely_filing_days"].astype("Int64")
     df["appeal_window_days"] = df["appeal_window_days"].astype("Int64")
@@ -151,11 +160,12 @@ def make_payers(seed: int) -> pd.DataFrame:
 # ----------------------------------------------------------------------------- accounts (latent)
 
 
-def _draw_accounts(rng: np.random.Generator, n: int, first: int, n_days: int, payers: pd.DataFrame) -> dict:
+def _draw_accounts(rng: np.random.Generator, n: int, first: int, n_days: int, payers: pd.DataFrame,
+                   mech: Mechanics) -> dict:
     """Every latent variable of the chunk's accounts, drawn at creation."""
     insured = payers[payers.financial_class != "self_pay"].reset_index(drop=True)
     cls_of_payer = insured["financial_class"].to_numpy()
-    P: dict = {"n": n, "first": first}
+    P: dict = {"n": n, "first": first, "mech": mech, "gid": first + np.arange(n, dtype=np.int64)}
     P["service_day"] = rng.integers(0, max(n_days - 7, 1), n)
     enc = rng.choice(4, n, p=ENCOUNTER_MIX)
     P["encounter"] = enc
@@ -200,12 +210,23 @@ def _draw_accounts(rng: np.random.Generator, n: int, first: int, n_days: int, pa
     shares = CARCS["share"].to_numpy().copy()
     shares[TIMELY_CARC] = 0.0  # timely-filing denials come from late filing only
     carc = rng.choice(len(CARCS), n, p=shares / shares.sum())
+    # some claims are lost (never received) and some pended for information; a pend nobody answers
+    # is denied CO-16, so a claim that will pend carries that cause
+    P["p_lost"] = np.where(P["late_filed"] | selfpay, 0.0,
+                           np.clip(mech.lost_rate * insured["lost_mult"].to_numpy()[payer_ix], 0, 0.5))
+    P["p_reject"] = np.where(P["late_filed"] | selfpay, 0.0,
+                             np.clip(mech.reject_rate * insured["reject_mult"].to_numpy()[payer_ix], 0, 0.5))
+    P["will_pend"] = (rng.random(n) < mech.pend_rate * insured["pend_mult"].to_numpy()[payer_ix]) & ~P["late_filed"]
+    carc = np.where(P["will_pend"], MISSING_INFO_CARC, carc)
     P["carc"] = np.where(P["late_filed"], TIMELY_CARC, carc)
     # overturn if worked: CARC, payer and claim (bigger claims are fought harder by payers)
     base = CARCS["overturn"].to_numpy()[P["carc"]]
     logit = (np.log(base / (1 - base)) + np.array([CLASS_OVERTURN_SHIFT[c] for c in cls])
              + insured["overturn_shift"].to_numpy()[payer_ix] - 0.25 * np.log(P["charges"] / 2000.0))
     P["q_overturn"] = 1 / (1 + np.exp(-logit))
+    P["work_kind"] = (CARCS["work"].to_numpy()[P["carc"]] == "corrected").astype(np.int64)  # 1: corrected claim
+    P["q_appeal"] = np.where(P["work_kind"] == 0, P["q_overturn"], P["q_overturn"] * mech.wrong_work_factor)
+    P["q_correct"] = np.where(P["work_kind"] == 1, P["q_overturn"], P["q_overturn"] * mech.wrong_work_factor)
     P["work_rate"] = (np.array([CARC_WORK_RATE[c] for c in CARCS["code"].to_numpy()[P["carc"]]])
                       * np.clip(np.log10(P["charges"]) / 3.0, 0.4, 1.6))
     # money
@@ -228,19 +249,73 @@ def _draw_accounts(rng: np.random.Generator, n: int, first: int, n_days: int, pa
     P["inst"] = np.round(P["pt_rem"] / 3, 2)
     P["r_sec"] = np.full(n, 2.0 / 20)
     P["r_app"] = np.full(n, 2.0 / 35)
-    # patient behaviour: a latent propensity per patient, observed only through what they do
-    n_patients = max(int(n / 1.25), 1)
-    patient = rng.integers(0, n_patients, n)
-    prop = np.exp(rng.normal(0, 0.2, n_patients))[patient]
-    P["patient"] = patient
-    age_f = np.where(P["age"] >= 65, 1.3, np.where(P["age"] < 18, 1.1, 1.0))
-    bal_f = 1.0 / np.sqrt(1.0 + P["pt_rem"] / 400.0)
-    P["h_pay"] = np.clip(0.020 * prop * age_f * bal_f, 0, 0.2)
-    P["p_plan"] = np.where(P["pt_rem"] > 300, 0.003 * prop, 0.0)
+    P["r_corr"] = np.full(n, 2.0 / mech.corrected_days)
+    P["tf_day"] = np.where(selfpay, BIG, P["service_day"] + np.nan_to_num(timely, nan=0).astype(np.int64))
+    P["appeal_window"] = insured["appeal_window_days"].to_numpy(dtype=float)[payer_ix].astype(np.int64)
+    _draw_people(rng, P, n, first)
     P["fa_eligible"] = (P["pt_rem"] > 1000) & (rng.random(n) < 0.35)
     P["anchor"] = rng.integers(0, 30, n)
     P["p_reversal"] = np.full(n, 0.0006)
+    copays = np.where(enc == 2, rng.choice([100.0, 150.0], n), rng.choice([20.0, 30.0, 40.0, 50.0], n))
+    P["copay"] = np.where(np.isin(cls, ["commercial", "managed_care"]) & (enc < 3) & ~selfpay, copays, 0.0)
+    _table_fields(P, insured, first)
     return P
+
+
+def _draw_people(rng: np.random.Generator, P: dict, n: int, first: int) -> None:
+    """Patients, and the guarantors who pay for them (a household may hold several patients). What
+    decides patient payment is the guarantor's, shared by all their accounts and seen only through
+    what they do: their type (self-cure, never pays, or responds to contact), propensity,
+    reachability by phone, and willingness to take a payment plan."""
+    n_patients = max(int(n / 1.25), 1)
+    patient = rng.integers(0, n_patients, n)
+    # most patients pay for themselves; some are in another patient's household (a parent pays)
+    dependent = rng.random(n_patients) < HOUSEHOLD_SHARE
+    head = rng.integers(0, n_patients, n_patients)
+    guarantor = np.where(dependent, head, np.arange(n_patients))[patient]
+    n_guarantors = n_patients  # guarantor ids are patient ids (of the household's payer)
+    kind = rng.choice(3, n_guarantors, p=GUARANTOR_TYPES)  # 0 never pays, 1 self-cure, 2 responds to contact
+    prop = np.exp(rng.normal(0, 0.35, n_guarantors)) * np.array([0.0, 2.2, 0.8])[kind]
+    resp = np.exp(rng.normal(0, 0.4, n_guarantors)) * np.array([0.0, 0.3, 1.0])[kind]
+    reach = rng.beta(2.0, 3.0, n_guarantors)
+    accept = rng.beta(2.0, 5.0, n_guarantors) * (kind > 0)
+    P["patient"], P["guarantor"] = patient, guarantor
+    P["guarantor_gid"] = first * 10 + guarantor
+    age_f = np.where(P["age"] >= 65, 1.3, np.where(P["age"] < 18, 1.1, 1.0))
+    bal_f = 1.0 / np.sqrt(1.0 + P["pt_rem"] / 400.0)
+    P["h_pay"] = np.clip(0.020 * prop[guarantor] * age_f * bal_f, 0, 0.2)
+    P["resp"] = resp[guarantor] * bal_f
+    P["reach"], P["accept"] = reach[guarantor], accept[guarantor]
+    P["p_plan"] = np.where(P["pt_rem"] > 300, 0.003 * prop[guarantor], 0.0)
+
+
+def _table_fields(P: dict, insured: pd.DataFrame, first: int) -> None:
+    """What the tables show of each account, fixed at creation (ids, codes, claim lines)."""
+    ids = ledger.ids
+    n = P["n"]
+    payer_ids = insured["payer_id"].to_numpy(dtype=object)
+    P["account_id"] = ids("A", P["gid"])
+    P["claim_base"] = ids("C", P["gid"])
+    P["patient_id"] = ids("PT", first * 10 + P["patient"], 10)
+    P["guarantor_id"] = ids("G", P["guarantor_gid"], 10)
+    P["encounter_type"] = np.array(ENCOUNTERS, dtype=object)[P["encounter"]]
+    P["patient_state"] = np.array(STATES_US, dtype=object)[P["patient"] % len(STATES_US)]
+    P["payer_id"] = np.where(P["selfpay"], None, payer_ids[P["payer_ix"]])
+    P["sec_payer_id"] = payer_ids[P["sec_ix"]]
+    P["dx"] = np.array(DX, dtype=object)[P["proc_seed"] % len(DX)]
+    P["carc_code"] = CARCS["code"].to_numpy(dtype=object)[P["carc"]]
+    P["carc_group"] = CARCS["group"].to_numpy(dtype=object)[P["carc"]]
+    P["carc_remark"] = CARCS["remark"].to_numpy(dtype=object)[P["carc"]]
+    P["line_proc"] = np.stack([_procedure_codes(P, line) for line in range(4)], axis=1)
+    P["line_mod"] = np.stack([np.where((P["proc_seed"] // (5 ** line)) % 9 == 0, "25", None)
+                              for line in range(4)], axis=1).astype(object)
+    rev = np.empty((n, 4), dtype=object)
+    for line in range(4):
+        for e, name in enumerate(ENCOUNTERS):
+            m = P["encounter"] == e
+            opts = np.array(PROCEDURES[name][1], dtype=object)
+            rev[m, line] = opts[(P["proc_seed"][m] // (3 ** line)) % len(opts)]
+    P["line_rev"] = rev
 
 
 def _procedure_risk(P: dict) -> np.ndarray:
@@ -258,449 +333,6 @@ def _procedure_codes(P: dict, line: int) -> np.ndarray:
     return out
 
 
-# ----------------------------------------------------------------------------- the mechanism
-
-
-def _next_after_primary(P: dict, ix: np.ndarray) -> np.ndarray:
-    return np.where(P["has_sec"][ix], SEC_1, np.where(P["pt_rem"][ix] > 0, PAT_1, CLOSED_PAID))
-
-
-def _balance(P: dict, s: int, ix: np.ndarray) -> np.ndarray:
-    """The ledger balance of accounts in state s (every amount is fixed by the latent draw)."""
-    if s in (PRE_BILL, INS_1, INS_2, INS_3, DENIED, APPEAL_1, APPEAL_2, DENIED_FINAL):
-        return P["charges"][ix]
-    if s in (SEC_1, SEC_2):
-        return P["pt_resp"][ix]
-    if s in PLAN_STATES:
-        k = {PLAN_3: 3, PLAN_2: 2, PLAN_1: 1}[s]
-        return np.round(P["pt_rem"][ix] - (3 - k) * P["inst"][ix], 2)
-    return P["pt_rem"][ix]
-
-
-def _edges(s: int, d: int, P: dict, ix: np.ndarray, contact: np.ndarray | None):
-    """Moves out of state s on day d for accounts ix: [(dst, prob, event, dollars or None)].
-
-    `contact` is the day's call-contact draw (simulation) or None (truth: its expectation).
-    """
-    one = np.ones(len(ix))
-    if s == NOT_STARTED:
-        on = (P["service_day"][ix] == d).astype(float)
-        return [(np.where(P["selfpay"][ix], PAT_1, PRE_BILL), on, EV_CHARGE, None)]
-    if s == PRE_BILL:
-        return [(INS_1, (P["submit_day"][ix] == d).astype(float), EV_SUBMIT, None)]
-    if s in (INS_1, INS_2):
-        return [(s + 1, P["r_ins"][ix], EV_NONE, None)]
-    if s == INS_3:
-        r, pd_ = P["r_ins"][ix], P["p_deny"][ix]
-        return [(_next_after_primary(P, ix), r * (1 - pd_), EV_PAID, P["a1"][ix]),
-                (DENIED, r * pd_, EV_DENY, None)]
-    if s == DENIED:
-        w = P["work_rate"][ix]
-        return [(APPEAL_1, w, EV_WORK, None), (CLOSED_WRITEOFF, (1 - w) / 120.0, EV_DENIAL_WO, None)]
-    if s == APPEAL_1:
-        return [(APPEAL_2, P["r_app"][ix], EV_NONE, None)]
-    if s == APPEAL_2:
-        r, q = P["r_app"][ix], P["q_overturn"][ix]
-        return [(_next_after_primary(P, ix), r * q, EV_OVERTURN, P["a1"][ix]),
-                (DENIED_FINAL, r * (1 - q), EV_UPHELD, None)]
-    if s == DENIED_FINAL:
-        return [(CLOSED_WRITEOFF, one / 30.0, EV_DENIAL_WO, None)]
-    if s == SEC_1:
-        return [(SEC_2, P["r_sec"][ix], EV_NONE, None), (SEC_1, P["p_reversal"][ix], EV_REVERSAL, None)]
-    if s == SEC_2:
-        nxt = np.where(P["pt_rem"][ix] > 0, PAT_1, CLOSED_PAID)
-        return [(nxt, P["r_sec"][ix], EV_SEC_PAID, P["a2"][ix]),
-                (SEC_2, P["p_reversal"][ix], EV_REVERSAL, None)]
-    if s in PAT_STATES:
-        stage = s - PAT_1
-        in_boost = ((d - P["anchor"][ix]) % 30) < 10
-        base = P["h_pay"][ix] * np.array([1.0, 0.55, 0.3, 0.15])[stage] * np.where(in_boost, 1.8, 1.0)
-        p_contact = _contact_prob(s, P, ix)
-        pay = base + 0.12 * (p_contact if contact is None else contact)
-        out = [(CLOSED_PAID, pay, EV_PAT_PAY, P["pt_rem"][ix]),
-               (PLAN_3, P["p_plan"][ix], EV_PLAN_START, None),
-               (FA_PENDING, np.where(P["fa_eligible"][ix], 0.004, 0.0), EV_FA_APP, None),
-               (BANKRUPT, one * 0.00015, EV_BANKRUPTCY, None),
-               (s, P["p_reversal"][ix] * (~P["selfpay"][ix]), EV_REVERSAL, None)]
-        if s < PAT_4:
-            # each step into a later collection stage sends the next dunning letter (and is seen as one)
-            out.append((s + 1, one * [1 / 40, 1 / 60, 1 / 60][stage], EV_LETTER, None))
-        else:
-            out.append((CLOSED_AGENCY, one / 45.0, EV_AGENCY, None))
-        return out
-    if s in PLAN_STATES:
-        k = {PLAN_3: 3, PLAN_2: 2, PLAN_1: 1}[s]
-        amount = P["inst"][ix] if k > 1 else np.round(P["pt_rem"][ix] - 2 * P["inst"][ix], 2)
-        return [(s + 1 if k > 1 else CLOSED_PAID, one / 30.0, EV_INSTALLMENT, amount),
-                (CLOSED_WRITEOFF, one / 250.0, EV_PLAN_DEFAULT, None)]
-    if s == FA_PENDING:
-        return [(CLOSED_WRITEOFF, one * 0.6 / 30, EV_CHARITY, None), (PAT_3, one * 0.4 / 30, EV_FA_DENIED, None)]
-    if s == BANKRUPT:
-        return [(CLOSED_WRITEOFF, one / 150.0, EV_BK_WO, None)]
-    return []
-
-
-def _contact_prob(s: int, P: dict, ix: np.ndarray) -> np.ndarray:
-    if s in (PAT_2, PAT_3, PAT_4):
-        return np.where(P["pt_rem"][ix] > 100, 0.05 * 0.35, 0.0)
-    return np.zeros(len(ix))
-
-
-# ----------------------------------------------------------------------------- simulation
-
-
-def _simulate_chunk(P: dict, rng: np.random.Generator, n_days: int, truth_days: list[int], horizon: int):
-    n = P["n"]
-    state = np.full(n, NOT_STARTED, dtype=np.int8)
-    events: list[tuple[np.ndarray, int, int, np.ndarray | None, np.ndarray]] = []
-    truth_rows = []
-    truth_set = set(truth_days)
-    for d in range(n_days):
-        new_state = state.copy()
-        order = np.argsort(state, kind="stable")
-        counts = np.bincount(state, minlength=N_STATES)
-        bounds = np.concatenate([[0], np.cumsum(counts)])
-        for s in range(N_STATES):
-            if counts[s] == 0 or s in (CLOSED_PAID, CLOSED_WRITEOFF, CLOSED_AGENCY):
-                continue
-            ix = order[bounds[s]:bounds[s + 1]]
-            if s == NOT_STARTED:
-                ix = ix[P["service_day"][ix] == d]
-                if len(ix) == 0:
-                    continue
-            contact = None
-            if s in PAT_STATES:
-                stmt = ((d - P["anchor"][ix]) % 30) == 0
-                if stmt.any():
-                    events.append((ix[stmt], d, EV_STATEMENT, None, np.full(stmt.sum(), s)))
-                pc = _contact_prob(s, P, ix)
-                attempt = rng.random(len(ix)) < np.where(pc > 0, 0.05, 0.0)
-                contact = (attempt & (rng.random(len(ix)) < 0.35)).astype(float)
-                if attempt.any():
-                    events.append((ix[attempt], d, EV_CALL_ATTEMPT, None, np.full(attempt.sum(), s)))
-                if contact.any():
-                    c = contact > 0
-                    events.append((ix[c], d, EV_CALL_CONTACT, None, np.full(c.sum(), s)))
-            edges = _edges(s, d, P, ix, contact)
-            u = rng.random(len(ix))
-            cum = np.zeros(len(ix))
-            taken = np.zeros(len(ix), dtype=bool)
-            for dst, prob, ev, dollars in edges:
-                hit = ~taken & (u < cum + prob)
-                cum = cum + prob
-                if hit.any():
-                    dst_arr = np.broadcast_to(dst, len(ix))[hit]
-                    new_state[ix[hit]] = dst_arr
-                    amt = None if dollars is None else dollars[hit]
-                    events.append((ix[hit], d, ev, amt, np.full(hit.sum(), s)))
-                    taken |= hit
-        state = new_state
-        if d in truth_set:
-            truth_rows.append(_truth_for_open(P, state, d, horizon))
-    return events, truth_rows, state
-
-
-def _truth_for_open(P: dict, state: np.ndarray, t: int, horizon: int) -> pd.DataFrame:
-    """Exact P(any net payment in (t, t+H]) and expected dollars, by propagating the chain."""
-    open_ix = np.flatnonzero(np.isin(state, OPEN_STATES))
-    m = len(open_ix)
-    # state-major layout: one contiguous row of mass per state
-    pi = np.zeros((N_STATES, m))
-    pi[state[open_ix], np.arange(m)] = 1.0
-    nopay = pi.copy()
-    dollars = np.zeros(m)
-    for d in range(t + 1, t + horizon + 1):
-        new_pi, new_nopay = pi.copy(), nopay.copy()
-        for s in OPEN_STATES:
-            live = np.flatnonzero(pi[s])  # nopay mass is never positive where pi is zero
-            if len(live) == 0:
-                continue
-            mass, mass0 = pi[s, live], nopay[s, live]
-            for dst, prob, _ev, amount in _edges(int(s), d, P, open_ix[live], None):
-                if np.ndim(dst) == 0 and dst == s:
-                    continue  # a self-loop (a reversal pair) moves no mass and nets no dollars
-                moved, moved0 = mass * prob, mass0 * prob
-                new_pi[s, live] -= moved
-                new_nopay[s, live] -= moved0
-                new_pi[dst, live] += moved  # (dst, live) pairs are distinct, so fancy += is exact
-                if amount is not None:
-                    dollars[live] += moved * amount
-                else:
-                    new_nopay[dst, live] += moved0
-        pi, nopay = new_pi, new_nopay
-    return pd.DataFrame({"acct": open_ix, "day": t, "p_payment": 1.0 - nopay.sum(axis=0),
-                         "expected_recovery": dollars})
-
-
-# ----------------------------------------------------------------------------- tables
-
-
-def _ids(prefix: str, values: np.ndarray, width: int = 8) -> np.ndarray:
-    return (prefix + pd.Series(values, dtype="int64").astype(str).str.zfill(width)).to_numpy(dtype=object)
-
-
-def _build_tables(P: dict, events, payers: pd.DataFrame, start: pd.Timestamp) -> dict[str, pd.DataFrame]:
-    insured = payers[payers.financial_class != "self_pay"].reset_index(drop=True)
-    ev = pd.DataFrame({
-        "acct": np.concatenate([e[0] for e in events]) if events else np.array([], dtype=np.int64),
-        "day": np.concatenate([np.full(len(e[0]), e[1]) for e in events]) if events else np.array([]),
-        "kind": np.concatenate([np.full(len(e[0]), e[2]) for e in events]) if events else np.array([]),
-        "amount": np.concatenate([e[3] if e[3] is not None else np.full(len(e[0]), np.nan) for e in events])
-        if events else np.array([]),
-        "from_state": np.concatenate([e[4] for e in events]) if events else np.array([]),
-    })
-    ev["seq"] = np.arange(len(ev))
-    ev = ev.sort_values(["acct", "day", "seq"], kind="stable").reset_index(drop=True)
-    first = P["first"]
-    gid = first + ev["acct"].to_numpy()
-    date = start + pd.to_timedelta(ev["day"].to_numpy(), unit="D")
-    ev["gid"], ev["date"] = gid, date
-    ev["n_in_acct"] = ev.groupby("acct").cumcount().to_numpy()
-    n = P["n"]
-    acct_gid = first + np.arange(n)
-    acct_id = _ids("A", acct_gid)
-    payer_ids = insured["payer_id"].to_numpy()
-    prim_payer = np.where(P["selfpay"], None, payer_ids[P["payer_ix"]])
-    started = np.isin(np.arange(n), ev.loc[ev.kind == EV_CHARGE, "acct"].to_numpy())
-
-    def day_to_date(days):
-        return start + pd.to_timedelta(np.asarray(days), unit="D")
-
-    enc_names = np.array(ENCOUNTERS, dtype=object)[P["encounter"]]
-    service = day_to_date(P["service_day"])
-    accounts = pd.DataFrame({
-        "account_id": acct_id, "patient_id": _ids("PT", first * 10 + P["patient"], 10),
-        "facility_id": np.where(P["encounter"] == 0, "F-CLINIC", "F-HOSP"),
-        "encounter_type": enc_names, "service_date": service,
-        "discharge_date": np.where(P["encounter"] == 3, day_to_date(P["service_day"] + P["los"]), pd.NaT),
-        "primary_payer_id": prim_payer, "patient_age": P["age"].astype("int64"),
-        "patient_state": np.array(STATES_US, dtype=object)[P["patient"] % len(STATES_US)],
-        "total_charges": P["charges"],
-    })[started].reset_index(drop=True)
-    accounts["discharge_date"] = pd.to_datetime(accounts["discharge_date"])
-
-    a = lambda k: ev[ev.kind == k]  # noqa: E731
-    # ---- claims: the original at submission, corrected claims when a denial is worked that way,
-    # secondary claims when the primary pays
-    carc_code = CARCS["code"].to_numpy()
-    work_kind = CARCS["work"].to_numpy()[P["carc"]]
-    sub = a(EV_SUBMIT)
-    ix = sub["acct"].to_numpy()
-    def claim_frame(ix_, suffix, payer_ix, sequence, frequency, dates, original=None) -> pd.DataFrame:
-        return pd.DataFrame({
-            "claim_id": _ids("C", first + ix_) + suffix, "account_id": acct_id[ix_], "payer_id": payer_ids[payer_ix],
-            "payer_sequence": sequence,
-            "claim_type": np.where(P["encounter"][ix_] == 0, "professional", "institutional"),
-            "frequency": frequency, "submitted_date": dates, "billed_amount": P["charges"][ix_],
-            "principal_dx": np.array(DX, dtype=object)[P["proc_seed"][ix_] % len(DX)], "dx_version": 10,
-            "original_claim_id": original,
-        })
-
-    claims = [claim_frame(ix, "-1", P["payer_ix"][ix], 1, "original", sub["date"].to_numpy())]
-    work = a(EV_WORK)
-    corrected = work[work_kind[work["acct"].to_numpy()] == "corrected"]
-    cix = corrected["acct"].to_numpy()
-    claims.append(claim_frame(cix, "-2", P["payer_ix"][cix], 1, "corrected", corrected["date"].to_numpy(),
-                              _ids("C", first + cix) + "-1"))
-    primary_paid = ev[ev.kind.isin([EV_PAID, EV_OVERTURN])]
-    sec = primary_paid[P["has_sec"][primary_paid["acct"].to_numpy()]]
-    six = sec["acct"].to_numpy()
-    claims.append(claim_frame(six, "-S", P["sec_ix"][six], 2, "original", sec["date"].to_numpy()))
-    claims_df = pd.concat(claims, ignore_index=True)
-
-    # ---- claim lines: the charge split across 1-4 lines (last line takes the rounding)
-    line_frames = []
-    cl_acct = pd.Series(claims_df["account_id"].str[1:].astype("int64").to_numpy() - first)
-    for line in range(4):
-        has = P["n_lines"][cl_acct.to_numpy()] > line
-        sub_c = claims_df[has.astype(bool)]
-        cix2 = cl_acct[has.astype(bool)].to_numpy()
-        k = P["n_lines"][cix2]
-        share = np.where(line == k - 1, 1.0 - (k - 1) * np.floor(100 / k) / 100, np.floor(100 / k) / 100)
-        procs = _procedure_codes(P, line)[cix2]
-        rev = np.empty(len(cix2), dtype=object)
-        for e, name in enumerate(ENCOUNTERS):
-            m = P["encounter"][cix2] == e
-            opts = np.array(PROCEDURES[name][1], dtype=object)
-            rev[m] = opts[(P["proc_seed"][cix2][m] // (3 ** line)) % len(opts)]
-        line_frames.append(pd.DataFrame({
-            "claim_id": sub_c["claim_id"].to_numpy(), "line_number": line + 1, "procedure_code": procs,
-            "modifiers": np.where((P["proc_seed"][cix2] // (5 ** line)) % 9 == 0, "25", None),
-            "units": 1.0, "line_charge": np.round(P["charges"][cix2] * share, 2), "revenue_code": rev,
-        }))
-    claim_lines = pd.concat(line_frames, ignore_index=True)
-    # make line charges add up exactly to the claim's billed amount
-    tot = claim_lines.groupby("claim_id")["line_charge"].transform("sum")
-    billed = claim_lines["claim_id"].map(claims_df.set_index("claim_id")["billed_amount"])
-    last = claim_lines["line_number"] == claim_lines.groupby("claim_id")["line_number"].transform("max")
-    claim_lines.loc[last, "line_charge"] = np.round(claim_lines.loc[last, "line_charge"] + (billed - tot)[last], 2)
-
-    # ---- remittances, adjustments, appeals
-    remits, adjs, appeals = [], [], []
-
-    def remit_frame(sel: pd.DataFrame, claim_suffix, status, paid, pt, tag):
-        ix_ = sel["acct"].to_numpy()
-        cs = claim_suffix if isinstance(claim_suffix, np.ndarray) else np.full(len(ix_), claim_suffix, dtype=object)
-        rid = _ids("R", first + ix_) + "-" + sel["n_in_acct"].astype(str).to_numpy() + tag
-        return pd.DataFrame({
-            "remit_id": rid, "claim_id": _ids("C", first + ix_) + cs, "received_date": sel["date"].to_numpy(),
-            "claim_status": status, "paid_amount": paid, "patient_responsibility": pt,
-            "payer_claim_number": "PCN" + rid,
-        })
-
-    def primary_adjustments(r: pd.DataFrame, ix_: np.ndarray) -> pd.DataFrame:
-        co45 = np.round(P["charges"][ix_] - P["allowed"][ix_], 2)
-        ded = np.round(np.minimum(P["pt_resp"][ix_], 250.0), 2)
-        coins = np.round(P["pt_resp"][ix_] - ded, 2)
-        parts = [pd.DataFrame({"remit_id": r["remit_id"].to_numpy(), "line_number": pd.NA, "group_code": "CO",
-                               "reason_code": "45", "amount": co45, "remark_codes": None})]
-        for code, amt in (("1", ded), ("2", coins)):
-            m = amt > 0
-            parts.append(pd.DataFrame({"remit_id": r["remit_id"].to_numpy()[m], "line_number": pd.NA,
-                                       "group_code": "PR", "reason_code": code, "amount": amt[m],
-                                       "remark_codes": None}))
-        return pd.concat(parts, ignore_index=True)
-
-    def denial_adjustments(r: pd.DataFrame, ix_: np.ndarray) -> pd.DataFrame:
-        """The CAS of a denied remit: the claim's hidden cause as CARC (and its remark) for the whole charge."""
-        return pd.DataFrame({"remit_id": r["remit_id"].to_numpy(), "line_number": pd.NA,
-                             "group_code": CARCS["group"].to_numpy()[P["carc"][ix_]],
-                             "reason_code": carc_code[P["carc"][ix_]], "amount": P["charges"][ix_],
-                             "remark_codes": CARCS["remark"].to_numpy()[P["carc"][ix_]]})
-
-    paid = a(EV_PAID)
-    r = remit_frame(paid, "-1", "processed_primary", P["a1"][paid["acct"].to_numpy()],
-                    P["pt_resp"][paid["acct"].to_numpy()], "")
-    remits.append(r)
-    adjs.append(primary_adjustments(r, paid["acct"].to_numpy()))
-
-    deny = a(EV_DENY)
-    dix = deny["acct"].to_numpy()
-    r = remit_frame(deny, "-1", "denied", 0.0, 0.0, "")
-    remits.append(r)
-    adjs.append(denial_adjustments(r, dix))
-    # worked by appeal: an appeal row; its outcome is known from the decision
-    appeal_work = work[work_kind[work["acct"].to_numpy()] == "appeal"]
-    decided = ev[ev.kind.isin([EV_OVERTURN, EV_UPHELD])][["acct", "kind", "date"]]
-    ap = appeal_work.merge(decided, on="acct", how="left", suffixes=("", "_dec"))
-    apx = ap["acct"].to_numpy()
-    appeals_df = pd.DataFrame({
-        "appeal_id": _ids("AP", first + apx) + "-1", "claim_id": _ids("C", first + apx) + "-1", "level": 1,
-        "submitted_date": ap["date"].to_numpy(),
-        "outcome": np.where(ap["kind_dec"] == EV_OVERTURN, "overturned",
-                            np.where(ap["kind_dec"] == EV_UPHELD, "upheld", None)),
-        "decision_date": ap["date_dec"].to_numpy(),
-        "recovered_amount": np.where(ap["kind_dec"] == EV_OVERTURN, P["a1"][apx], np.nan),
-    })
-    appeals.append(appeals_df)
-    # overturned: paid on the original claim (appeal) or the corrected claim
-    ov = a(EV_OVERTURN)
-    oix = ov["acct"].to_numpy()
-    suffix = np.where(work_kind[oix] == "corrected", "-2", "-1").astype(object)
-    r = remit_frame(ov, suffix, "processed_primary", P["a1"][oix], P["pt_resp"][oix], "")
-    remits.append(r)
-    adjs.append(primary_adjustments(r, oix))
-    # upheld corrected claims are denied again
-    up = a(EV_UPHELD)
-    up = up[work_kind[up["acct"].to_numpy()] == "corrected"]
-    uix = up["acct"].to_numpy()
-    r = remit_frame(up, "-2", "denied", 0.0, 0.0, "")
-    remits.append(r)
-    adjs.append(denial_adjustments(r, uix))
-    # secondary payments
-    sp = a(EV_SEC_PAID)
-    spx = sp["acct"].to_numpy()
-    r = remit_frame(sp, "-S", "processed_secondary", P["a2"][spx], P["pt_rem"][spx], "")
-    remits.append(r)
-    oa23 = np.round(P["charges"][spx] - P["a2"][spx] - P["pt_rem"][spx], 2)
-    adjs.append(pd.DataFrame({"remit_id": r["remit_id"].to_numpy(), "line_number": pd.NA, "group_code": "OA",
-                              "reason_code": "23", "amount": oa23, "remark_codes": None}))
-    # reversal pairs: the payer takes back its primary payment and pays it again under a new number
-    rv = a(EV_REVERSAL)
-    rvx = rv["acct"].to_numpy()
-    sfx = np.where(np.isin(rvx, oix) & (work_kind[rvx] == "corrected"), "-2", "-1").astype(object)
-    remits.append(remit_frame(rv, sfx, "reversal", -P["a1"][rvx], -P["pt_resp"][rvx], "r"))
-    r = remit_frame(rv, sfx, "processed_primary", P["a1"][rvx], P["pt_resp"][rvx], "c")
-    remits.append(r)
-    adjs.append(primary_adjustments(r, rvx))
-    remits_df = pd.concat(remits, ignore_index=True)
-    adjs_df = pd.concat(adjs, ignore_index=True)
-    adjs_df = adjs_df[adjs_df["amount"] != 0].reset_index(drop=True)
-    adjs_df["line_number"] = adjs_df["line_number"].astype("Int64")
-
-    # ---- the ledger
-    tx = []
-
-    def txn(sel: pd.DataFrame, ttype: str, amount: np.ndarray, payer=None, tag=""):
-        ix_ = sel["acct"].to_numpy()
-        tx.append(pd.DataFrame({
-            "txn_id": _ids("T", first + ix_) + "-" + sel["n_in_acct"].astype(str).to_numpy() + tag,
-            "account_id": acct_id[ix_], "posted_date": sel["date"].to_numpy(), "txn_type": ttype,
-            "amount": np.round(amount, 2), "payer_id": payer,
-        }))
-
-    ch = a(EV_CHARGE)
-    chx = ch["acct"].to_numpy()
-    txn(ch, "charge", P["charges"][chx])
-    spm = P["selfpay"][chx]
-    txn(ch[spm], "administrative_adjustment", P["selfpay_discount"][chx[spm]], tag="d")
-    for sel in (paid, ov, rv):
-        sx = sel["acct"].to_numpy()
-        if sel is rv:
-            txn(sel, "payment_reversal", P["a1"][sx], payer_ids[P["payer_ix"][sx]], tag="r")
-            txn(sel, "insurance_payment", P["a1"][sx], payer_ids[P["payer_ix"][sx]], tag="c")
-        else:
-            txn(sel, "contractual_adjustment", P["charges"][sx] - P["allowed"][sx], payer_ids[P["payer_ix"][sx]],
-                tag="k")
-            txn(sel, "insurance_payment", P["a1"][sx], payer_ids[P["payer_ix"][sx]])
-    txn(sp, "insurance_payment", P["a2"][spx], payer_ids[P["sec_ix"][spx]])
-    pp = a(EV_PAT_PAY)
-    txn(pp, "patient_payment", P["pt_rem"][pp["acct"].to_numpy()])
-    ins = a(EV_INSTALLMENT)
-    txn(ins, "patient_payment", ins["amount"].to_numpy())
-    # write-offs take the balance of the state they leave
-    for kind, ttype in ((EV_DENIAL_WO, "denial_writeoff"), (EV_PLAN_DEFAULT, "bad_debt_writeoff"),
-                        (EV_CHARITY, "charity_adjustment"), (EV_BK_WO, "bad_debt_writeoff"),
-                        (EV_AGENCY, "bad_debt_writeoff")):
-        sel = a(kind)
-        if len(sel):
-            bal = np.concatenate([_balance(P, int(s), sel["acct"].to_numpy()[sel["from_state"].to_numpy() == s])
-                                  for s in np.unique(sel["from_state"])])
-            sel = pd.concat([sel[sel["from_state"] == s] for s in np.unique(sel["from_state"])])
-            txn(sel, ttype, bal, tag="w")
-    txns = pd.concat(tx, ignore_index=True)
-    txns = txns[txns["amount"] > 0].reset_index(drop=True)
-
-    # ---- activities
-    act_map = {EV_STATEMENT: "statement", EV_CALL_ATTEMPT: "call_attempt", EV_CALL_CONTACT: "call_contact",
-               EV_PLAN_START: "payment_plan_start", EV_PLAN_DEFAULT: "payment_plan_default",
-               EV_FA_APP: "financial_assistance_application", EV_BANKRUPTCY: "bankruptcy_notice",
-               EV_AGENCY: "agency_placement", EV_LETTER: "letter"}
-    acts = ev[ev.kind.isin(list(act_map))]
-    activities = pd.DataFrame({
-        "activity_id": _ids("AC", acts["gid"].to_numpy()) + "-" + acts["n_in_acct"].astype(str).to_numpy(),
-        "account_id": acct_id[acts["acct"].to_numpy()], "activity_date": acts["date"].to_numpy(),
-        "activity_type": acts["kind"].map(act_map).to_numpy(),
-    })
-    payers_out = payers[["payer_id", "payer_name", "financial_class", "timely_filing_days", "appeal_window_days"]]
-    return {"payers": payers_out, "accounts": accounts, "claims": claims_df, "claim_lines": claim_lines,
-            "remittances": remits_df, "adjustments": adjs_df, "transactions": txns,
-            "appeals": pd.concat(appeals, ignore_index=True), "activities": activities}
-
-
-def _denial_truth(P: dict, tables: dict[str, pd.DataFrame], first: int) -> pd.DataFrame:
-    r = tables["remittances"]
-    den = r[(r["claim_status"] == "denied") & r["claim_id"].str.endswith("-1")]
-    acct = den["claim_id"].str[1:-2].astype("int64").to_numpy() - first
-    return pd.DataFrame({
-        "claim_id": den["claim_id"].to_numpy(), "account_id": _ids("A", first + acct),
-        "denial_date": den["received_date"].to_numpy(), "reason_code": CARCS["code"].to_numpy()[P["carc"][acct]],
-        "p_overturn_if_worked": P["q_overturn"][acct], "p_worked": P["work_rate"][acct] / (
-            P["work_rate"][acct] + (1 - P["work_rate"][acct]) / 120.0),
-        "expected_overturn_dollars": P["q_overturn"][acct] * P["a1"][acct],
-    })
-
-
 # ----------------------------------------------------------------------------- entry points
 
 
@@ -710,32 +342,55 @@ def month_starts(start: pd.Timestamp, end: pd.Timestamp) -> list[pd.Timestamp]:
 
 
 def _one_chunk(cfg: SimConfig, c: int, stream: np.random.SeedSequence):
-    """Chunk c of the run: its accounts' latent draw, their histories and their truth."""
+    """Chunk c of the run: its accounts' latent draw, their histories (the office working them), and
+    their truth; the latent state at the end, for the arena."""
     t0 = time.perf_counter()
     start, end = pd.Timestamp(cfg.start), pd.Timestamp(cfg.end)
     n_days = int((end - start).days) + 1
     payers = make_payers(cfg.seed)
-    truth_days = [int((t - start).days) for t in month_starts(start, end)]
+    truth_days = {int((t - start).days) for t in month_starts(start, end)} if cfg.truth else set()
     first = c * cfg.chunk_size
     n = min(cfg.chunk_size, cfg.n_accounts - first)
     rng = np.random.default_rng(stream)
-    P = _draw_accounts(rng, n, first, n_days, payers)
-    events, truth_rows, _ = _simulate_chunk(P, rng, n_days, truth_days if cfg.truth else [], cfg.horizon_days)
-    tables = _build_tables(P, events, payers, start)
+    P = _draw_accounts(rng, n, first, n_days, payers, cfg.mechanics)
+    mem, rec = Memory.fresh(n), Recorder()
+    acc, act = [], []
+    t_truth = 0.0
+    for d in range(n_days):
+        step_day(P, mem, d, cfg.seed, rec, cfg.office)
+        if d in truth_days:
+            t1 = time.perf_counter()
+            a, b = truth_at(P, mem.state, mem.clocks(P), d, cfg.horizon_days, cfg.office)
+            b["claim"] = mem.claim[b["acct"]]
+            acc.append(a)
+            act.append(b)
+            t_truth += time.perf_counter() - t1
+    ev, wk = rec.frames()
+    tables = ledger.build_tables(P, ev, wk, start)
+    tables["payers"] = payers[["payer_id", "payer_name", "financial_class", "timely_filing_days", "appeal_window_days"]]
     truth = {}
     if cfg.truth:
-        acc_ids = _ids("A", first + np.arange(n))
-        tr = pd.concat(truth_rows, ignore_index=True) if truth_rows else pd.DataFrame(
-            columns=["acct", "day", "p_payment", "expected_recovery"])
-        truth["accounts"] = pd.DataFrame({
-            "account_id": acc_ids[tr["acct"].to_numpy(dtype=np.int64)],
-            "as_of": start + pd.to_timedelta(tr["day"].to_numpy(dtype=np.int64), unit="D"),
-            "p_payment": tr["p_payment"].to_numpy(dtype=float),
-            "expected_recovery": tr["expected_recovery"].to_numpy(dtype=float),
-        })
-        truth["denials"] = _denial_truth(P, tables, first)
-    log.info("simulated chunk %d (%d accounts) in %.1fs", c + 1, n, time.perf_counter() - t0)
+        truth = truth_frames(P, start, acc, act)
+        truth["denials"] = denial_truth(P, ev, start, cfg.office)
+    truth["latent"] = latent.to_frame(P, mem)
+    if c == 0:
+        truth["simulation"] = latent.config_frame(cfg)
+    log.info("simulated chunk %d (%d accounts) in %.1fs (truth %.1fs)", c + 1, n, time.perf_counter() - t0, t_truth)
     return c, tables, truth
+
+
+def draw_arrivals(config: dict, n: int, first: int, first_day: int, days: int, seed: int) -> dict:
+    """The latent draw of `n` accounts (global ids from `first`) whose service dates fall in the
+    `days` days from day `first_day`: the patients an office keeps receiving (the arena's inflow).
+    `config` is the run's `_truth/simulation.json`."""
+    payers = make_payers(int(config["seed"]))
+    mech = latent.mechanics_of(config)
+    rng = np.random.default_rng([int(config["seed"]), 99, int(seed)])
+    P = _draw_accounts(rng, n, first, days + 7, payers, mech)
+    for k in ("service_day", "submit_day"):
+        P[k] = P[k] + first_day
+    P["tf_day"] = np.where(P["tf_day"] < BIG, P["tf_day"] + first_day, BIG)
+    return P
 
 
 def simulate_chunks(cfg: SimConfig, workers: int = 1):
@@ -761,12 +416,18 @@ def simulate_chunks(cfg: SimConfig, workers: int = 1):
             yield result
 
 
+def _config(n_accounts, seed, start, end, horizon_days, chunk_size, truth, office, mechanics) -> SimConfig:
+    return SimConfig(n_accounts, seed, start, end, horizon_days, chunk_size, truth, office or OfficeConfig(),
+                     mechanics or Mechanics())
+
+
 def simulate(n_accounts: int = 10_000, seed: int = 0, start: str = "2024-01-01", end: str = "2025-12-31",
-             horizon_days: int = 60, chunk_size: int = 50_000, truth: bool = True):
+             horizon_days: int = 60, chunk_size: int = 50_000, truth: bool = True,
+             office: OfficeConfig | None = None, mechanics: Mechanics | None = None):
     """Simulate in memory; returns a `features.contract.Dataset` with `_truth/` tables in `extra`."""
     from features.contract import Dataset
 
-    cfg = SimConfig(n_accounts, seed, start, end, horizon_days, chunk_size, truth)
+    cfg = _config(n_accounts, seed, start, end, horizon_days, chunk_size, truth, office, mechanics)
     parts: dict[str, list[pd.DataFrame]] = {}
     for c, tables, tr in simulate_chunks(cfg):
         for name, df in tables.items():
@@ -783,12 +444,13 @@ def simulate(n_accounts: int = 10_000, seed: int = 0, start: str = "2024-01-01",
 
 def simulate_to_folder(out: str | Path, n_accounts: int = 10_000, seed: int = 0, start: str = "2024-01-01",
                        end: str = "2025-12-31", horizon_days: int = 60, chunk_size: int = 50_000,
-                       truth: bool = True, progress=None, workers: int = 1) -> Path:
+                       truth: bool = True, progress=None, workers: int = 1, office: OfficeConfig | None = None,
+                       mechanics: Mechanics | None = None) -> Path:
     """Simulate chunk by chunk straight to Parquet (bounded memory), atomically."""
     from features.contract import DatasetWriter
 
     out = Path(out)
-    cfg = SimConfig(n_accounts, seed, start, end, horizon_days, chunk_size, truth)
+    cfg = _config(n_accounts, seed, start, end, horizon_days, chunk_size, truth, office, mechanics)
     with DatasetWriter(out) as writer:
         for c, tables, tr in simulate_chunks(cfg, workers):
             for name, df in tables.items():

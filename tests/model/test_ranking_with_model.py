@@ -29,7 +29,12 @@ def test_two_runs_agree_with_a_real_model(small_model):
     held = wl["next_action"] == "hold"
     assert (held == wl["hold_reason"].notna()).all()
     denial_work = wl["next_action"].isin(["appeal", "correct_and_resubmit"])
-    assert denial_work.any() and wl.loc[denial_work, "account_id"].isin(den["account_id"]).all()
+    assert wl.loc[denial_work, "account_id"].isin(den["account_id"]).all()
+    # a denial is corrected and resubmitted when its CARC group is fixable that way, else appealed
+    groups = den.set_index("claim_id")["carc_group"].reindex(a.denials["claim_id"]).to_numpy()
+    fixable = pd.Series(groups, index=a.denials.index).isin(load_ranking_config()["correct_and_resubmit_groups"])
+    assert fixable.any() and (~fixable).any()
+    assert (a.denials["next_action"] == fixable.map({True: "correct_and_resubmit", False: "appeal"})).all()
     patient_work = wl["next_action"].isin(["bill_patient", "send_to_agency"])
     assert (wl.loc[patient_work, "balance_patient"] > 0).all()
 
