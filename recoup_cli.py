@@ -508,7 +508,7 @@ def load(
 
 
 # --- arena ---
-ARENA_POLICIES = ("largest_balance", "oldest", "random", "expected_recovery", "oracle")
+ARENA_POLICIES = ("largest_balance", "oldest", "random", "expected_recovery", "lift", "oracle")
 
 
 @app.command()
@@ -521,8 +521,8 @@ def arena(
     policies: Annotated[str, typer.Option("--policies", help="Comma-separated: " + ", ".join(ARENA_POLICIES))] = (
         ",".join(ARENA_POLICIES)),
     seed: Annotated[int, typer.Option("--seed", help="Random streams: same seed, same results.")] = 0,
-    model_alias: Annotated[str, typer.Option("--model-alias", help="Registry alias of the expected_recovery "
-                                                                   "policy's model.")] = "champion",
+    model_alias: Annotated[str, typer.Option("--model-alias", help="Registry alias of the model of the lift "
+                                                                   "and expected_recovery policies.")] = "champion",
     model_version: Annotated[str | None, typer.Option("--model-version", help="A version instead.")] = None,
     model_name: Annotated[str, typer.Option("--model-name", help="Registered model name.")] = "recoup",
     ranking_config: Annotated[Path | None, typer.Option("--ranking-config", help="Ranking YAML.")] = None,
@@ -537,20 +537,21 @@ def arena(
     unknown = [p for p in names if p not in ARENA_POLICIES]
     if unknown or not names:
         _fail(f"unknown policies {', '.join(unknown) or '(none given)'}: choose from {', '.join(ARENA_POLICIES)}", 2)
-    chosen = {}
+    chosen, model = {}, None
     for name in names:
-        if name == "expected_recovery":
-            from serving.arena_policy import ExpectedRecoveryPolicy
+        if name in ("expected_recovery", "lift"):
+            from serving.arena_policy import MODEL_POLICIES, ModelPolicy
             from serving.ranking import load_ranking_config
             from training.tracking import load_bundle
 
-            try:
-                model = load_bundle(model_name, model_alias, model_version, tracking_uri)
-            except LookupError as err:
-                _fail(f"{err} (the expected_recovery policy needs a registered model: `recoup train DATA`, or "
-                      "leave it out with --policies)")
-            chosen[name] = ExpectedRecoveryPolicy(model, f"{model.registry_name_}/{model.registry_version_}",
-                                                  load_ranking_config(ranking_config))
+            if model is None:
+                try:
+                    model = load_bundle(model_name, model_alias, model_version, tracking_uri)
+                except LookupError as err:
+                    _fail(f"{err} (the {name} policy needs a registered model: `recoup train DATA`, or "
+                          "leave it out with --policies)")
+            chosen[name] = ModelPolicy(model, f"{model.registry_name_}/{model.registry_version_}",
+                                       load_ranking_config(ranking_config), MODEL_POLICIES[name])
         else:
             chosen[name] = SHIPPED[name]
     try:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import pickle
 import sys
 import tempfile
 import time
@@ -31,12 +32,15 @@ def main() -> None:
     ap.add_argument("--minutes", type=float, default=480)
     ap.add_argument("--data", type=Path, default=None, help="reuse a simulated dataset folder")
     ap.add_argument("--out", type=Path, default=None, help="where the arena's report goes (default: a temp folder)")
+    ap.add_argument("--policies", default="largest_balance,oldest,random,expected_recovery,lift,oracle")
+    ap.add_argument("--model", type=Path, default=None,
+                    help="a pickled RecoupModel to use instead of training one (written there when absent)")
     args = ap.parse_args()
 
     from features.arena import SHIPPED, run_arena
     from features.contract import read_dataset
     from features.sources.simulate import simulate_to_folder
-    from serving.arena_policy import ExpectedRecoveryPolicy
+    from serving.arena_policy import MODEL_POLICIES, ModelPolicy
     from training.settings import load_settings
     from training.train import train_model
 
@@ -46,10 +50,15 @@ def main() -> None:
                                            workers=2)
     t_sim = time.perf_counter() - t0
     t1 = time.perf_counter()
-    model, _ = train_model(read_dataset(data), load_settings())
+    if args.model is not None and args.model.exists():
+        model = pickle.loads(args.model.read_bytes())
+    else:
+        model, _ = train_model(read_dataset(data), load_settings())
+        if args.model is not None:
+            args.model.write_bytes(pickle.dumps(model))
     t_train = time.perf_counter() - t1
-    policies = {**{k: SHIPPED[k] for k in ("largest_balance", "oldest", "random")},
-                "expected_recovery": ExpectedRecoveryPolicy(model, "bench/1"), "oracle": SHIPPED["oracle"]}
+    policies = {name: ModelPolicy(model, "bench/1", priority=MODEL_POLICIES[name]) if name in MODEL_POLICIES
+                else SHIPPED[name] for name in args.policies.split(",")}
     out = args.out or root / "arena"
     report = run_arena(data, policies, args.days, args.collectors, args.minutes, seed=args.arena_seed, out=out)
     oracle = next(r for r in report["summary"] if r["policy"] == "oracle")["collected_because_of_work"]

@@ -130,6 +130,30 @@ ACCOUNT_VIEWS: tuple[FeatureView, ...] = (
         ),
     ),
     FeatureView(
+        "claim_status",
+        "account",
+        ("claim_acks", "remittances", "claims", "work"),
+        "claim_acks.received_date",
+        (
+            _num(
+                "claim_rejected_open",
+                "a claim was rejected at the payer's front door (277CA or 999) and not resubmitted or answered since",
+                rule=True,
+            ),
+            _num("days_since_rejection", "days since the open front-door rejection"),
+            _num(
+                "claim_pended_open",
+                "a claim's latest remittance is pended (the payer waits for information)",
+                rule=True,
+            ),
+            _num("days_pended", "days since the open pend"),
+            _num("filing_days_left", "payer timely filing limit less days since service (missing: no limit)",
+                 rule=True),
+            _num("status_calls_30d", "status calls to the payer in the last 30 days (the work log)", 30),
+            _num("days_since_status_call", "days since the latest status call (the work log)"),
+        ),
+    ),
+    FeatureView(
         "denials",
         "account",
         ("remittances", "adjustments", "claims"),
@@ -186,6 +210,10 @@ ACCOUNT_VIEWS: tuple[FeatureView, ...] = (
             _num("call_attempts_7d", "call attempts in the last 7 days", 7, rule=True),
             _num("days_since_first_statement", "days since the first patient statement", rule=True),
             _num("days_since_last_statement", "days since the latest patient statement"),
+            _num(
+                "days_since_last_contact",
+                "days since the latest statement, reached call, letter or portal message (engagement fades)",
+            ),
             _num("n_letters", "collection letters sent (each marks the next dunning stage)"),
             _num("plan_active", "a payment plan was started and not defaulted since"),
             _num("plan_defaulted", "the latest payment plan defaulted"),
@@ -272,6 +300,8 @@ DENIAL_VIEWS: tuple[FeatureView, ...] = (
 FEATURE_VIEWS: tuple[FeatureView, ...] = ACCOUNT_VIEWS + DENIAL_VIEWS
 
 ACCOUNT_LABELS = ("label_paid", "label_recovered")
+# columns an account row carries beside its features (not model input): who pays the patient balance
+ACCOUNT_CONTEXT = ("guarantor_id",)
 DENIAL_LABELS = ("worked", "label_overturn")
 
 

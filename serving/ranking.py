@@ -22,12 +22,14 @@ from features.contract import float_column
 from features.dates import DAY_KEY, add_days, day_numbers
 
 DEFAULT_RANKING_PATH = Path(__file__).with_name("ranking.yaml")
-ACTIONS = ("appeal", "correct_and_resubmit", "call", "bill_patient", "send_to_agency", "write_off", "hold")
+ACTIONS = ("appeal", "correct_and_resubmit", "call", "bill_patient", "send_to_agency", "write_off", "hold",
+           "status_call", "resubmit", "send_information", "statement", "patient_call", "payment_plan_offer", "wait")
 
 WORKLIST_COLUMNS = [
     "account_id", "as_of", "rank", "priority", "p_payment", "expected_recovery", "expected_net", "next_action",
     "action_minutes", "reasons", "is_exploration", "hold_reason", "appeal_deadline", "timely_filing_deadline",
-    "balance", "model_version", "run_id",
+    "balance", "expected_if_idle", "expected_lift", "best_action", "follow_up_date", "propensity", "guarantor_id",
+    "effect_source", "model_version", "run_id",
 ]
 DENIAL_COLUMNS = [
     "claim_id", "account_id", "as_of", "rank", "priority", "p_overturn", "expected_recovery", "next_action",
@@ -165,8 +167,11 @@ def score_rows(model, accounts: Table, denials: Table | None, cfg: dict) -> Rank
         dscores = model.score_denials(den)
         den_scored = _score_denials(den, column(dscores, "p_overturn"), column(dscores, "expected_recovery"), cfg)
     scores = model.score_accounts(accounts)
-    acc = _score_accounts(accounts, column(scores, "p_payment"), column(scores, "expected_recovery"), den_scored,
-                          cfg)
+    p, er = column(scores, "p_payment"), column(scores, "expected_recovery")
+    if cfg["priority"] == "lift":
+        acc = _score_by_lift(accounts, p, er, den_scored, cfg, getattr(model, "effects_", None))
+    else:
+        acc = _score_accounts(accounts, p, er, den_scored, cfg)
     return Ranked(acc, den_scored if den_scored is not None else {})
 
 
@@ -175,7 +180,8 @@ def finalize(model, accounts: Table, scored: Ranked, cfg: dict, model_version: s
     """Order the scored rows (`score_rows`' `Columns`: capacity, exploration), add reasons and the run's
     columns."""
     seed, share = int(cfg["exploration_seed"]), float(cfg["exploration_share"])
-    acc = _order(scored.accounts, "account_id", capacity_minutes, seed, share)
+    acc = _order(scored.accounts, "account_id", capacity_minutes, seed, share,
+                 positive_only=cfg["priority"] == "lift")
     acc["priority"] = np.where(np.isneginf(acc["priority"]), np.nan, acc["priority"])
     n = n_rows(acc)
     n_reasons = n if reasons_rows is None else min(int(reasons_rows), n)
@@ -269,11 +275,122 @@ def _score_accounts(acc: Table, p: np.ndarray, er: np.ndarray, den: Columns | No
     prio = np.where(held, -np.inf, prio)  # held accounts are listed last, never worked
 
     explore = (exploration_draw(ids, as_of, int(cfg["exploration_seed"])) < float(cfg["exploration_share"])) & ~held
+    nan = np.full(n, np.nan)
     return {
         "account_id": ids, "as_of": as_of, "priority": prio, "p_payment": p, "expected_recovery": er,
         "expected_net": net, "next_action": action, "action_minutes": minutes, "hold_reason": hold_reason,
         "appeal_deadline": add_days(as_of, ap_left), "timely_filing_deadline": add_days(as_of, tf_left),
-        "balance": balance, "is_exploration": explore,
+        "balance": balance, "is_exploration": explore, "expected_if_idle": nan, "expected_lift": nan,
+        "best_action": action, "follow_up_date": add_days(as_of, nan), "propensity": _propensity(explore, cfg),
+        "guarantor_id": _guarantors(acc, ids), "effect_source": np.full(n, None, dtype=object),
+    }
+
+
+def _propensity(explore: np.ndarray, cfg: dict) -> np.ndarray:
+    """The probability that the policy put the row on the list: the exploration share for a row drawn
+    at random, 1 for a row the deterministic order chose."""
+    return np.where(explore, float(cfg["exploration_share"]), 1.0)
+
+
+def _guarantors(acc: Table, ids: np.ndarray) -> np.ndarray:
+    if "guarantor_id" not in acc:
+        return ids.copy()
+    g = column(acc, "guarantor_id").astype(object)
+    return np.where(pd.isna(g), ids, g).astype(object)
+
+
+def _group_sum(keys: np.ndarray, values: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Per row: the sum of `values` (n, k) over the masked rows with the same key (0 outside the mask)."""
+    codes = pd.factorize(keys)[0]
+    out = np.zeros_like(values)
+    if not mask.any():
+        return out
+    sums = np.zeros((codes.max() + 1, values.shape[1]))
+    np.add.at(sums, codes[mask], values[mask])
+    out[mask] = sums[codes[mask]]
+    return out
+
+
+def _score_by_lift(acc: Table, p: np.ndarray, er: np.ndarray, den: Columns | None, cfg: dict, learned) -> Columns:
+    """DESIGN.md's priority: for each feasible action, (lift - minutes x cost per minute - out-of-pocket
+    cost) / minutes, the best action taken; an account where no action adds value waits, with a
+    follow-up date. Holds and call limits as in the other orders; work on the person is valued over
+    all of the guarantor's balances and its minutes are spent once (on the guarantor's first account)."""
+    from serving.lift import LIFT_ACTIONS, PATIENT_ACTIONS, action_lifts
+
+    rules = cfg["rules"]
+    n = n_rows(acc)
+    p, er = np.asarray(p, dtype=np.float64), np.asarray(er, dtype=np.float64)
+    ids, as_of = column(acc, "account_id").astype(object), _dates(acc, "as_of")
+    balance = _num(acc, "balance")
+    bankrupt, fa, plan = (_num(acc, c) > 0 for c in ("in_bankruptcy", "fa_pending", "plan_in_good_standing"))
+    held = bankrupt | fa | plan
+    hold_reason = np.full(n, None, dtype=object)
+    for mask, why in ((plan, "payment plan in good standing"), (fa, "financial assistance pending"),
+                      (bankrupt, "bankruptcy")):
+        hold_reason[mask] = why
+
+    denial = None
+    if den is not None and n_rows(den):
+        _, d_cost = _action_minutes_cost(den["next_action"], cfg)
+        best = _best_denial_rows(den, d_cost)
+        hit = _match(ids, as_of, den["account_id"][best], den["as_of"][best])
+        row = np.where(hit >= 0, best[np.maximum(hit, 0)], 0)
+        has = hit >= 0
+        d_left = (den["appeal_deadline"] - den["as_of"]) / np.timedelta64(1, "D")
+        open_window = ~(d_left[row] < 0)
+        denial = {"action": np.where(has, den["next_action"][row], None),
+                  "value": np.where(has & open_window, den["expected_recovery"][row], 0.0),
+                  "worked": has & (den["already_worked"][row] > 0)}
+    lifts = action_lifts(acc, p, denial, rules, cfg["effects"], learned)
+
+    minutes = np.array([float(cfg["actions"][a]["minutes"]) for a in LIFT_ACTIONS])
+    fixed = np.array([float(cfg["actions"][a]["cost"]) for a in LIFT_ACTIONS])
+    guarantor = _guarantors(acc, ids)
+    pat_cols = np.array([a in PATIENT_ACTIONS for a in LIFT_ACTIONS])
+    # one contact covers the person: patient work is worth the sum over the guarantor's open balances
+    person = lifts.feasible[:, pat_cols].any(axis=1) & ~held
+    key = guarantor.astype(str) + "|" + day_numbers(as_of).astype(str)
+    value = lifts.lift.copy()
+    value[:, pat_cols] = _group_sum(key, lifts.lift[:, pat_cols], person)
+    feasible = lifts.feasible.copy()
+    feasible[:, pat_cols] = _group_sum(key, lifts.feasible[:, pat_cols].astype(float), person) > 0
+    calls = _group_sum(key, _num(acc, "call_attempts_7d")[:, None], person)[:, 0]
+    feasible[:, LIFT_ACTIONS.index("patient_call")] &= ~(calls >= float(rules["max_call_attempts_7d"]))
+    per_minute = (value - minutes * cfg["cost_per_minute"] - fixed) / minutes
+    per_minute = np.where(feasible & ~held[:, None], per_minute, -np.inf)
+    best = np.argmax(per_minute, axis=1) if n else np.zeros(0, dtype=np.int64)
+    best_pm = per_minute[np.arange(n), best]
+    worth = best_pm > 0
+    best_action = np.where(worth, np.array(LIFT_ACTIONS, dtype=object)[best], "wait").astype(object)
+    own_lift = np.where(worth, lifts.lift[np.arange(n), best], 0.0)
+    action_minutes = np.where(worth, minutes[best], 0.0)
+    # the guarantor's first account carries the contact's minutes; the others ride along
+    on_person = worth & pat_cols[best]
+    if on_person.any():
+        first = pd.Series(ids[on_person]).groupby(key[on_person]).transform("min").to_numpy()
+        action_minutes[np.flatnonzero(on_person)[ids[on_person] != first]] = 0.0
+
+    # (a write-off adds no dollars: under this order a small balance waits like any other)
+    action = best_action.copy()
+    action[held] = "hold"
+    best_action[held] = "hold"
+    priority = np.where(np.isfinite(best_pm), best_pm, -float(cfg["cost_per_minute"]))
+    priority = np.where(held, -np.inf, priority)
+    follow_up = add_days(as_of, np.where(worth | held, np.nan, np.ceil(lifts.follow_up_days)))
+    net = own_lift - action_minutes * cfg["cost_per_minute"] - np.where(worth, fixed[best], 0.0)
+    explore = (exploration_draw(ids, as_of, int(cfg["exploration_seed"])) < float(cfg["exploration_share"])) & ~held
+    explore &= worth  # exploration varies which worthwhile work is done, never sends anyone to a `wait`
+    source = np.array([lifts.source[a] for a in LIFT_ACTIONS], dtype=object)[best]
+    return {
+        "account_id": ids, "as_of": as_of, "priority": priority, "p_payment": p, "expected_recovery": er,
+        "expected_net": net, "next_action": action, "action_minutes": action_minutes, "hold_reason": hold_reason,
+        "appeal_deadline": add_days(as_of, _num(acc, "appeal_deadline_days_left", np.nan)),
+        "timely_filing_deadline": add_days(as_of, _num(acc, "timely_filing_days_left", np.nan)),
+        "balance": balance, "is_exploration": explore, "expected_if_idle": np.maximum(er - own_lift, 0.0),
+        "expected_lift": own_lift, "best_action": best_action, "follow_up_date": follow_up,
+        "propensity": _propensity(explore, cfg), "guarantor_id": guarantor,
+        "effect_source": np.where(worth, source, None).astype(object),
     }
 
 
@@ -292,17 +409,18 @@ def _score_denials(den: Table, p_overturn: np.ndarray, expected: np.ndarray, cfg
         "claim_id": claim_ids, "account_id": column(den, "account_id").astype(object), "as_of": as_of,
         "priority": prio, "p_overturn": np.asarray(p_overturn, dtype=np.float64), "expected_recovery": expected,
         "next_action": action, "appeal_deadline": add_days(as_of, left), "carc": column(den, "carc").astype(object),
-        "action_minutes": minutes,
+        "action_minutes": minutes, "already_worked": _num(den, "already_worked"),
         "is_exploration": exploration_draw(claim_ids, as_of, int(cfg["exploration_seed"])) < float(
             cfg["exploration_share"]),
     }
 
 
 def _order(cols: Columns, key: str, capacity_minutes: float | None, seed: int,
-           explore_share: float = 0.0) -> Columns:
+           explore_share: float = 0.0, positive_only: bool = False) -> Columns:
     """Rank per as-of date by priority (ties by id). Exploration rows take a random place in the list;
     with a capacity they are kept first, within their share of the minutes, whatever their score
-    (that is what makes their outcomes unbiased), and the rest of the minutes go by priority."""
+    (that is what makes their outcomes unbiased), and the rest of the minutes go by priority (with
+    `positive_only`, only to work that adds more than it costs: a `wait` is never worked)."""
     n = n_rows(cols)
     if n == 0:
         return {**cols, "rank": np.zeros(0, dtype=np.int64)}
@@ -329,7 +447,10 @@ def _order(cols: Columns, key: str, capacity_minutes: float | None, seed: int,
                     keep[i] = True
                     budget -= mins[i]
             budget = float(capacity_minutes) - mins[keep].sum()
-            for i in np.flatnonzero(np.isfinite(prio[g]) & ~explore):  # greedy by priority
+            workable = np.isfinite(prio[g]) & ~explore
+            if positive_only:
+                workable &= prio[g] > 0
+            for i in np.flatnonzero(workable):  # greedy by priority
                 if mins[i] <= budget:
                     keep[i] = True
                     budget -= mins[i]

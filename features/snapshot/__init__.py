@@ -19,7 +19,14 @@ from __future__ import annotations
 
 import pandas as pd
 
-from features.catalogue import ACCOUNT_LABELS, DEFAULT_HORIZONS, DENIAL_LABELS, Horizons, account_feature_names
+from features.catalogue import (
+    ACCOUNT_CONTEXT,
+    ACCOUNT_LABELS,
+    DEFAULT_HORIZONS,
+    DENIAL_LABELS,
+    Horizons,
+    account_feature_names,
+)
 from features.contract import Dataset
 from features.dates import parse_as_of_dates
 from features.snapshot.accounts import account_block, account_features
@@ -56,7 +63,7 @@ def snapshot_features(
         rates = rates_at(p, t, stats, horizons)  # one lookup serves both blocks
         acc.append((t, account_block(p, t, rates, horizons.horizon_days, with_labels)))
         den.append((t, denial_block(p, t, rates, horizons.overturn_horizon_days, with_labels)))
-    a = feature_table(acc, ["account_id"], account_feature_names(), list(ACCOUNT_LABELS) if with_labels else [],
-                      frames)
+    a = feature_table(acc, ["account_id"], [*account_feature_names(), *ACCOUNT_CONTEXT],
+                      list(ACCOUNT_LABELS) if with_labels else [], frames)
     d = feature_table(den, DENIAL_KEYS, DENIAL_FEATURE_COLUMNS, list(DENIAL_LABELS) if with_labels else [], frames)
     return a, d

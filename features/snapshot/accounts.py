@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from features.catalogue import (
+    ACCOUNT_CONTEXT,
     ACCOUNT_LABELS,
     CARC_GROUP_NAMES,
     DEFAULT_HORIZONS,
@@ -28,7 +29,16 @@ from features.snapshot.arrays import (
     sum_by,
     take,
 )
-from features.snapshot.history import ACTIVITY_CODE, FAMILY_CODE, FREQUENCY_CODE, TXN_CODE, History
+from features.snapshot.history import (
+    ACK_CODE,
+    ACTIVITY_CODE,
+    FAMILY_CODE,
+    FREQUENCY_CODE,
+    STATUS_CODE,
+    TXN_CODE,
+    WORK_CODE,
+    History,
+)
 from features.snapshot.stats import RateLookup, rates_at
 
 _LEDGER_SIGN = np.array([1.0 if t in ("charge", "refund", "payment_reversal") else -1.0 for t in TXN_TYPES])
@@ -68,7 +78,7 @@ def account_block(p: History, t: pd.Timestamp, lk: RateLookup, h: int, with_labe
     def sel(a):  # per-account array -> open accounts only
         return a[rows]
 
-    f: dict[str, np.ndarray] = {"account_id": p.acct_ids[rows]}
+    f: dict[str, np.ndarray] = {"account_id": p.acct_ids[rows], "guarantor_id": p.acct_guarantor[rows]}
     payer = p.acct_payer
     pclass = take(p.pay_class, payer, "self_pay")
     self_pay = (payer < 0) | (pclass == "self_pay")
@@ -145,6 +155,34 @@ def account_block(p: History, t: pd.Timestamp, lk: RateLookup, h: int, with_labe
     f["pending_adjudication"] = sel((count_by(ca, n, waiting) > 0).astype(np.float64))
     f["days_claim_waiting"] = sel(days_since(T, min_by(ca, p.c_day, n, waiting)))
 
+    # claim status: front-door rejections not fixed, pends not answered, the payer's filing clock
+    nc = len(p.c_ids)
+    kk = (p.k_day <= T) & (p.k_claim >= 0)
+    last_k = last_by(p.k_claim, nc, kk, p.k_status == ACK_CODE["rejected"], p.k_day)  # a same-day reject wins
+    rej_day = np.where(last_k >= 0, p.k_day[np.maximum(last_k, 0)] if len(p.k_day) else NEVER, NEVER)
+    rejected = (last_k >= 0) & (np.where(last_k >= 0, p.k_status[np.maximum(last_k, 0)] if len(p.k_status) else -1,
+                                         -1) == ACK_CODE["rejected"])
+    rejected &= ~answered  # a remittance answers the claim after all
+    # a later claim on the account (a resubmission or a corrected claim) fixes the rejection
+    latest_claim_day = max_by(ca, p.c_day, n, ck)
+    rejected &= latest_claim_day[np.maximum(ca, 0)] <= rej_day
+    rej_acct = max_by(ca, rej_day, n, ck & rejected)
+    f["claim_rejected_open"] = sel((rej_acct > -NEVER).astype(np.float64))
+    f["days_since_rejection"] = sel(days_since(T, rej_acct))
+    last_rc = last_by(p.r_claim, nc, rk & (p.r_claim >= 0), p.r_day)
+    pended = (last_rc >= 0) & (np.where(last_rc >= 0, p.r_status[np.maximum(last_rc, 0)] if len(p.r_status) else -1,
+                                        -1) == STATUS_CODE["pended"])
+    pend_day = np.where(pended, p.r_day[np.maximum(last_rc, 0)] if len(p.r_day) else NEVER, NEVER)
+    pend_acct = max_by(ca, pend_day, n, ck & pended)
+    f["claim_pended_open"] = sel((pend_acct > -NEVER).astype(np.float64))
+    f["days_pended"] = sel(days_since(T, pend_acct))
+    tfd = np.where(payer >= 0, p.tfd[np.maximum(payer, 0)] if len(p.tfd) else np.nan, np.nan)
+    tf_left = tfd - (T - p.acct_day)
+    f["filing_days_left"] = sel(tf_left)
+    wk = (p.w_day <= T) & (p.w_acct >= 0) & (p.w_action == WORK_CODE["status_call"])
+    f["status_calls_30d"] = sel(count_by(p.w_acct, n, wk & (p.w_day > T - 30)))
+    f["days_since_status_call"] = sel(days_since(T, max_by(p.w_acct, p.w_day, n, wk)))
+
     # denials
     dk = p.known_denials(T)
     da = p.d_acct
@@ -167,8 +205,6 @@ def account_block(p: History, t: pd.Timestamp, lk: RateLookup, h: int, with_labe
         np.minimum.at(dl, da[m], d_left[m])
         deadline = np.where(np.isinf(dl), np.nan, dl)
     f["appeal_deadline_days_left"] = sel(deadline)
-    tfd = np.where(payer >= 0, p.tfd[np.maximum(payer, 0)] if len(p.tfd) else np.nan, np.nan)
-    tf_left = tfd - (T - p.acct_day)
     f["timely_filing_days_left"] = sel(np.where(~primary_filed | any_open, tf_left, np.nan))
 
     # appeals
@@ -203,6 +239,8 @@ def account_block(p: History, t: pd.Timestamp, lk: RateLookup, h: int, with_labe
     f["call_attempts_7d"] = sel(ca_w[7])
     f["days_since_first_statement"] = sel(days_since(T, min_by(va, vd, n, vk & is_v["statement"])))
     f["days_since_last_statement"] = sel(days_since(T, max_by(va, vd, n, vk & is_v["statement"])))
+    touch = vk & (is_v["statement"] | is_v["call_contact"] | is_v["letter"] | is_v["portal_message"])
+    f["days_since_last_contact"] = sel(days_since(T, max_by(va, vd, n, touch)))
     f["n_letters"] = sel(count_by(va, n, vk & is_v["letter"]))  # dunning letters mark the collection stage
     last_start = max_by(va, vd, n, vk & is_v["payment_plan_start"])
     last_default = max_by(va, vd, n, vk & is_v["payment_plan_default"])
@@ -256,4 +294,5 @@ def account_features(
         (t, account_block(p, t, rates_at(p, t, stats, horizons), horizons.horizon_days, with_labels))
         for t in parse_as_of_dates(as_of)
     ]
-    return feature_table(blocks, ["account_id"], account_feature_names(), list(ACCOUNT_LABELS) if with_labels else [])
+    return feature_table(blocks, ["account_id"], [*account_feature_names(), *ACCOUNT_CONTEXT],
+                         list(ACCOUNT_LABELS) if with_labels else [])

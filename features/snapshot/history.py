@@ -17,7 +17,16 @@ import numpy as np
 import pandas as pd
 
 from features.catalogue import CARC_GROUP_NAMES, PROC_FAMILIES, carc_group, proc_family, routine_carcs
-from features.contract import ACTIVITY_TYPES, CLAIM_FREQUENCIES, CLAIM_STATUSES, TXN_TYPES, Dataset, latest_date
+from features.contract import (
+    ACK_STATUSES,
+    ACTIVITY_TYPES,
+    CLAIM_FREQUENCIES,
+    CLAIM_STATUSES,
+    TXN_TYPES,
+    WORK_ACTIONS,
+    Dataset,
+    latest_date,
+)
 from features.dates import NEVER, dates_of, day_number, day_numbers
 from features.snapshot.arrays import (
     Keys,
@@ -41,6 +50,8 @@ TXN_CODE = {t: i for i, t in enumerate(TXN_TYPES)}
 ACTIVITY_CODE = {t: i for i, t in enumerate(ACTIVITY_TYPES)}
 STATUS_CODE = {t: i for i, t in enumerate(CLAIM_STATUSES)}
 FREQUENCY_CODE = {t: i for i, t in enumerate(CLAIM_FREQUENCIES)}
+ACK_CODE = {t: i for i, t in enumerate(ACK_STATUSES)}
+WORK_CODE = {t: i for i, t in enumerate(WORK_ACTIONS)}
 GROUP_CODE = {g: i for i, g in enumerate(CARC_GROUP_NAMES)}
 FAMILY_CODE = {f: i for i, f in enumerate(PROC_FAMILIES)}
 PROCESSED_STATUSES = np.array(
@@ -109,6 +120,13 @@ class History:
     v_acct: np.ndarray
     v_day: np.ndarray
     v_type: np.ndarray  # activity type code (ACTIVITY_CODE)
+    acct_guarantor: np.ndarray  # the person responsible for the patient balance (the patient when absent)
+    k_claim: np.ndarray  # claim acknowledgements (277CA, 999): the acknowledged claim
+    k_day: np.ndarray
+    k_status: np.ndarray  # ACK_CODE
+    w_acct: np.ndarray  # the office's work log
+    w_day: np.ndarray
+    w_action: np.ndarray  # WORK_CODE
     extract: int  # the extract date's day number
 
     @classmethod
@@ -248,6 +266,17 @@ def _prepare(ds: Dataset) -> History:
     v_day = np.where(v_acct >= 0, day_numbers(act["activity_date"]), NEVER)
     v_type = enum_codes(act["activity_type"], ACTIVITY_CODE)
 
+    # claim acknowledgements and the work log (optional tables: empty when absent)
+    ka = _empty("claim_acks", ds)
+    k_claim = claim_index.codes(ka["claim_id"])
+    k_day = np.where(k_claim >= 0, np.maximum(day_numbers(ka["received_date"]), c_day[np.maximum(k_claim, 0)]), NEVER)
+    wk = _empty("work", ds)
+    work_acct = acct_index.codes(wk["account_id"])
+    work_day = np.where(work_acct >= 0, day_numbers(wk["worked_date"]), NEVER)
+    guarantor = objects(acol("guarantor_id")) if "guarantor_id" in acc else np.full(n, None, dtype=object)
+    patient = objects(acol("patient_id"))
+    guarantor = np.where(pd.isna(guarantor) if len(guarantor) else np.zeros(0, bool), patient, guarantor)
+
     # denial resolution days (all history; compared with T later, so no look-ahead)
     c_sub = c_day
     paid_r = rok & np.isin(r_status, PROCESSED_STATUSES) & (r_paid > 0) & (r_day < NEVER)
@@ -321,6 +350,13 @@ def _prepare(ds: Dataset) -> History:
         v_acct=v_acct,
         v_day=v_day,
         v_type=v_type,
+        acct_guarantor=guarantor.astype(object),
+        k_claim=k_claim,
+        k_day=k_day,
+        k_status=enum_codes(ka["status"], ACK_CODE),
+        w_acct=work_acct,
+        w_day=work_day,
+        w_action=enum_codes(wk["action"], WORK_CODE),
         extract=day_number(ds.extract_date if ds.extract_date is not None else (latest_date(ds) or "2262-01-01")),
     )
 
