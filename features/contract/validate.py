@@ -125,6 +125,12 @@ def pandera_schema(name: str) -> pa.DataFrameSchema:
     return pa.DataFrameSchema(columns, unique=unique, report_duplicates="all", strict=False, name=name)
 
 
+def table_violations(name: str, df: pd.DataFrame) -> list[Violation]:
+    """What the pandera schema of one typed table finds (enums, signs, nulls, duplicate keys); the
+    cross-table rules need the dataset (`validate_dataset`)."""
+    return _pandera_violations(name, df)
+
+
 def _pandera_violations(name: str, df: pd.DataFrame) -> list[Violation]:
     import pandera.pandas as pa
 
