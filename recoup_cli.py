@@ -527,6 +527,8 @@ def record_work(
     content is an error), whole or nothing."""
     import json
 
+    from sqlalchemy.exc import SQLAlchemyError
+
     from features.contract import ContractError, KeyConflict, is_sql_url, read_work_rows
     from features.contract import record_work as record
 
@@ -543,7 +545,7 @@ def record_work(
     except ContractError as err:
         _fail(f"nothing written: the work rows break the data contract in {len(err.violations)} place(s):\n"
               + "\n".join(f"  - {v}" for v in err.violations))
-    except ValueError as err:  # an unreadable rows file, a store that cannot take the rows
+    except (ValueError, OSError, SQLAlchemyError) as err:  # an unreadable rows file, a store that cannot take them
         _fail(f"nothing written: {err}")
     typer.echo(json.dumps(summary.as_dict()) if as_json else summary.text())
 
