@@ -461,15 +461,22 @@ def serve(
     ranking_config: Annotated[Path | None, typer.Option("--ranking-config", help="Ranking YAML.")] = None,
     no_auth: Annotated[bool, typer.Option("--no-auth", help="Serve without a bearer token (never in "
                                                             "production).")] = False,
+    work_store: Annotated[str | None, typer.Option(
+        "--work-store", metavar="DATA", help="Where POST /work appends the work rows it receives: a dataset folder "
+                                             "or a SQLAlchemy URL (default: RECOUP_WORK_STORE; unset, /work "
+                                             "answers 503).")] = None,
 ) -> None:
-    """Serve real-time scoring over HTTP (BentoML): POST /score, POST /worklist, POST /admin/reload,
-    /livez, /readyz, /metrics. Requests need `Authorization: Bearer $RECOUP_API_TOKEN`; without the
-    variable the server refuses to start unless --no-auth is given. SIGHUP (or POST /admin/reload)
-    re-resolves the model alias and swaps the model without downtime."""
+    """Serve real-time scoring over HTTP (BentoML): POST /score, POST /worklist, POST /work, POST
+    /admin/reload, /livez, /readyz, /metrics. Requests need `Authorization: Bearer $RECOUP_API_TOKEN`;
+    without the variable the server refuses to start unless --no-auth is given. SIGHUP (or POST
+    /admin/reload) re-resolves the model alias and swaps the model without downtime."""
+    from features.contract import is_sql_url
     from serving.api.settings import ServiceSettings
 
     # the environment gives what the options do not (RECOUP_API_TOKEN, the limits, RECOUP_THREADS, ...)
     options = {"no_auth": no_auth, "model_name": model_name, "model_alias": model_alias}
+    if work_store:
+        options["work_store"] = work_store if is_sql_url(work_store) else str(Path(work_store).resolve())
     if model_version:
         options["model_version"] = model_version
     if tracking_uri:
@@ -505,6 +512,42 @@ def load(
         _fail(str(err))
     typer.echo(f"loaded {len(counts)} tables ({sum(counts.values()):,} rows): "
                + ", ".join(f"{n} {c:,}" for n, c in counts.items()))
+
+
+# --- record-work ---
+@app.command("record-work")
+def record_work(
+    data: DataArg,
+    rows: Annotated[Path, typer.Argument(help="Work rows: a CSV, Parquet or JSON-lines file (.csv, .parquet, "
+                                              ".jsonl), one row of the contract's work table each.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+) -> None:
+    """Record what collectors did: append rows of the `work` table to a dataset, idempotently by
+    work_id (a row already stored with the same content adds nothing; one stored with different
+    content is an error), whole or nothing."""
+    import json
+
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from features.contract import ContractError, KeyConflict, is_sql_url, read_work_rows
+    from features.contract import record_work as record
+
+    _setup_logging()
+    if not rows.is_file():
+        _fail(f"no such file: {rows}", code=2)
+    if not is_sql_url(data) and not Path(data).is_dir():
+        _fail(f"no such dataset folder: {data}", code=2)
+    try:
+        summary = record(data, read_work_rows(rows))
+    except KeyConflict as err:
+        _fail(f"nothing written: {len(err.ids):,} work_id(s) already stored with different content: "
+              + "; ".join(str(v) for v in err.violations))
+    except ContractError as err:
+        _fail(f"nothing written: the work rows break the data contract in {len(err.violations)} place(s):\n"
+              + "\n".join(f"  - {v}" for v in err.violations))
+    except (ValueError, OSError, SQLAlchemyError) as err:  # an unreadable rows file, a store that cannot take them
+        _fail(f"nothing written: {err}")
+    typer.echo(json.dumps(summary.as_dict()) if as_json else summary.text())
 
 
 # --- arena ---

@@ -5,13 +5,15 @@ typed, validated and written.
 - `dataset`: a dataset in memory (`Dataset`, `ColumnTable`);
 - `read`: folders (Parquet, CSV) and SQL databases in;
 - `validate`: canonical types (`coerce_table`) and the pandera and cross-table checks;
-- `write`: the one atomic writer, for folders (`DatasetWriter`, `write_dataset`) and PostgreSQL.
+- `write`: the one atomic writer, for folders (`DatasetWriter`, `write_dataset`) and PostgreSQL, and the
+  idempotent append of one table's rows (`append_table`);
+- `work`: recording the `work` table's rows that work-queue systems report (`record_work`).
 
 Callers import from `features.contract`, not from the modules.
 """
 
 from features.contract.dataset import ColumnTable, Dataset, float_column, latest_date
-from features.contract.read import is_sql_url, read_dataset, read_raw, split_sql_target
+from features.contract.read import is_sql_url, read_dataset, read_known_values, read_raw, split_sql_target
 from features.contract.tables import (
     ACK_SOURCES,
     ACK_STATUSES,
@@ -38,16 +40,35 @@ from features.contract.tables import (
     Violation,
     columns_of,
 )
-from features.contract.validate import coerce_table, pandera_schema, validate_dataset
-from features.contract.write import DatasetWriter, arrow_schema, load_dataset, write_dataset, write_sql
+from features.contract.validate import coerce_table, pandera_schema, table_violations, validate_dataset
+from features.contract.work import (
+    WorkSummary,
+    check_work,
+    read_work_rows,
+    record_work,
+    store_work,
+    unknown_references,
+)
+from features.contract.write import (
+    Appended,
+    DatasetWriter,
+    KeyConflict,
+    append_table,
+    arrow_schema,
+    load_dataset,
+    write_dataset,
+    write_sql,
+)
 
 __all__ = [
     "ACK_SOURCES", "ACK_STATUSES", "FORWARDED_X12_STATUSES",
     "ACTIVITY_TYPES", "APPEAL_OUTCOMES", "CLAIM_FREQUENCIES", "CLAIM_STATUS_FROM_X12", "CLAIM_STATUSES",
     "CLAIM_TYPES", "ENCOUNTER_TYPES", "FINANCIAL_CLASSES", "FREQUENCY_FROM_X12", "GROUP_CODES",
     "REQUIRED_TABLES", "TABLES", "TXN_TYPES", "WORK_ACTIONS",
-    "Col", "ColumnTable", "ColumnType", "ContractError", "Dataset", "DatasetWriter", "Ref", "Table", "Violation",
-    "arrow_schema", "coerce_table", "columns_of", "float_column", "is_sql_url", "latest_date",
-    "load_dataset", "pandera_schema", "read_dataset", "read_raw", "split_sql_target",
-    "validate_dataset", "write_dataset", "write_sql",
+    "Appended", "Col", "ColumnTable", "ColumnType", "ContractError", "Dataset", "DatasetWriter", "KeyConflict",
+    "Ref", "Table", "Violation",
+    "append_table", "arrow_schema", "coerce_table", "columns_of", "float_column", "is_sql_url", "latest_date",
+    "load_dataset", "pandera_schema", "read_dataset", "read_known_values", "read_raw", "split_sql_target",
+    "table_violations", "validate_dataset", "write_dataset", "write_sql",
+    "WorkSummary", "check_work", "read_work_rows", "record_work", "store_work", "unknown_references",
 ]

@@ -95,3 +95,43 @@ def read_dataset(
         validate_dataset(ds)
     return ds
 
+
+
+def read_known_values(source: str | os.PathLike, table: str, column: str, values) -> set | None:
+    """Which of `values` the stored `table.column` holds (for reference checks of appended rows, without
+    reading whole tables); None when the source has no such table or column, so nothing can be checked."""
+    wanted = list(dict.fromkeys(v for v in values if v is not None))
+    if is_sql_url(source):
+        import sqlalchemy as sa
+
+        engine = sa.create_engine(split_sql_target(str(source))[0])
+        try:
+            with engine.connect() as conn:
+                insp = sa.inspect(conn)
+                if not insp.has_table(table) or column not in {c["name"] for c in insp.get_columns(table)}:
+                    return None
+                query = sa.text(f'SELECT "{column}" FROM "{table}" WHERE "{column}" IN :ids').bindparams(
+                    sa.bindparam("ids", expanding=True))
+                known: set = set()
+                for start in range(0, len(wanted), 1000):  # bounded statements (SQLite caps parameters)
+                    known.update(str(r[0]) for r in conn.execute(query, {"ids": wanted[start:start + 1000]}))
+                return known
+        finally:
+            engine.dispose()
+    folder = Path(source)
+    pq, csv = folder / f"{table}.parquet", folder / f"{table}.csv"
+    if pq.exists():
+        import pyarrow.dataset as pads
+
+        if column not in pads.dataset(pq).schema.names:  # a file or a folder of parts
+            return None
+        stored = pd.read_parquet(pq, columns=[column])[column]
+    elif csv.exists():
+        header = pd.read_csv(csv, nrows=0).columns
+        if column not in header:
+            return None
+        stored = pd.read_csv(csv, usecols=[column], dtype=str, keep_default_na=False, na_values=[""])[column]
+    else:
+        return None
+    stored_text = stored.dropna().astype(str)
+    return set(stored_text[stored_text.isin(wanted)])

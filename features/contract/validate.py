@@ -54,6 +54,16 @@ def _as_str(s: pd.Series) -> pd.Series:
     return out.where(out.notna(), None)
 
 
+def _nanosecond_dates(values: pd.Series) -> pd.Series:
+    """Dates as datetime64[ns]; one outside its range (pandas parses year 1500 at a coarser unit) is
+    missing, so that it is reported as not a date instead of overflowing."""
+    try:
+        return values.astype("datetime64[ns]").dt.normalize()
+    except pd.errors.OutOfBoundsDatetime:
+        inside = (values >= pd.Timestamp.min) & (values <= pd.Timestamp.max)
+        return values.where(inside).astype("datetime64[ns]").dt.normalize()
+
+
 def coerce_table(name: str, df: pd.DataFrame) -> tuple[pd.DataFrame, list[Violation]]:
     """Give each contract column its canonical type; unknown columns are dropped (ignored)."""
     spec: Table = TABLES[name]
@@ -78,7 +88,7 @@ def coerce_table(name: str, df: pd.DataFrame) -> tuple[pd.DataFrame, list[Violat
             else:  # text: an ISO date, perhaps with a time part
                 text = values.astype("string").str.slice(0, 10)
                 typed = pd.to_datetime(text, format="%Y-%m-%d", errors="coerce")
-            typed = typed.astype("datetime64[ns]").dt.normalize()
+            typed = _nanosecond_dates(typed)
         elif c.type in ("money", "signed_money", "float"):
             typed = pd.to_numeric(values, errors="coerce").astype("float64")
             if c.type != "float":
@@ -123,6 +133,12 @@ def pandera_schema(name: str) -> pa.DataFrameSchema:
         columns[col] = pa.Column(_PANDERA_DTYPE[c.type], checks, nullable=c.nullable, required=c.required)
     unique = list(spec.key) if spec.unique_key else None
     return pa.DataFrameSchema(columns, unique=unique, report_duplicates="all", strict=False, name=name)
+
+
+def table_violations(name: str, df: pd.DataFrame) -> list[Violation]:
+    """What the pandera schema of one typed table finds (enums, signs, nulls, duplicate keys); the
+    cross-table rules need the dataset (`validate_dataset`)."""
+    return _pandera_violations(name, df)
 
 
 def _pandera_violations(name: str, df: pd.DataFrame) -> list[Violation]:

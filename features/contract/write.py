@@ -11,6 +11,12 @@ PostgreSQL (`write_sql`, behind `recoup load`): ids and codes `text`, dates `dat
 the contract says so. Primary keys are the table keys where they are unique; every reference column
 (and every table's event time) gets an index. One transaction drops the tables it replaces, creates
 them, copies the rows in (COPY) and builds the indexes: readers see the old tables or the new ones.
+
+Appending one table's rows (`append_table`, for the `work` log that work-queue systems report):
+idempotent by key (a row stored with the same content is a duplicate, one with different content a
+`KeyConflict` that writes nothing), one append at a time per table (a lock), and whole or nothing: a
+folder's table file is rewritten beside itself and renamed over the old one; SQL appends in one
+transaction, creating the table from the contract when it is absent.
 """
 
 from __future__ import annotations
@@ -20,13 +26,24 @@ import logging
 import os
 import shutil
 import tempfile
+import threading
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from features.contract.dataset import Dataset
 from features.contract.read import is_sql_url, read_dataset, split_sql_target
-from features.contract.tables import TABLES, Table
+from features.contract.tables import TABLES, ContractError, Table, Violation
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: appends are serialized within one process only
+    fcntl = None
 
 log = logging.getLogger(__name__)
 
@@ -84,28 +101,17 @@ class DatasetWriter:
             self._append_csv(name, path, df)
 
     def _append_parquet(self, name: str, path: Path, df: pd.DataFrame) -> None:
-        import pyarrow as pa
         import pyarrow.parquet as pq
 
-        columns = [c for c in TABLES[name].columns if c in df.columns] if name in TABLES else []
-        if columns and len(columns) == len(df.columns):
-            # the contract's types for the columns written (optional ones a writer lacks are left out)
-            schema = pa.schema([f for f in arrow_schema(name) if f.name in df.columns])
-            table = pa.Table.from_pandas(df[columns], schema=schema, preserve_index=False)
-        else:
-            table = pa.Table.from_pandas(df, preserve_index=False)
+        table = _arrow_table(name, df)
         if name not in self._parquet:
             self._parquet[name] = pq.ParquetWriter(path, table.schema)
         writer = self._parquet[name]
         writer.write_table(table.cast(writer.schema))  # each chunk is one row group
 
     def _append_csv(self, name: str, path: Path, df: pd.DataFrame) -> None:
-        out = df.copy()
-        for col in out.columns:
-            if pd.api.types.is_datetime64_any_dtype(out[col]):
-                out[col] = out[col].dt.strftime("%Y-%m-%d")
         first = name not in self._csv
-        out.to_csv(path, index=False, header=first, mode="w" if first else "a")
+        _csv_frame(df).to_csv(path, index=False, header=first, mode="w" if first else "a")
         self._csv.add(name)
 
     def __exit__(self, exc_type, exc, tb) -> None:
@@ -121,6 +127,27 @@ class DatasetWriter:
             _discard(tmp, writers)
             raise
         _swap_in(tmp, self._target)
+
+
+def _arrow_table(name: str, df: pd.DataFrame):
+    """A frame as an Arrow table: a contract table with the contract's types for the columns written
+    (optional ones a writer lacks are left out); anything else as pandas types it."""
+    import pyarrow as pa
+
+    columns = [c for c in TABLES[name].columns if c in df.columns] if name in TABLES else []
+    if columns and len(columns) == len(df.columns):
+        schema = pa.schema([f for f in arrow_schema(name) if f.name in df.columns])
+        return pa.Table.from_pandas(df[columns], schema=schema, preserve_index=False)
+    return pa.Table.from_pandas(df, preserve_index=False)
+
+
+def _csv_frame(df: pd.DataFrame) -> pd.DataFrame:
+    """Dates as ISO text, as the CSV readers expect them."""
+    out = df.copy()
+    for col in out.columns:
+        if pd.api.types.is_datetime64_any_dtype(out[col]):
+            out[col] = out[col].dt.strftime("%Y-%m-%d")
+    return out
 
 
 def _discard(tmp: Path, writers: list) -> None:
@@ -230,6 +257,233 @@ def write_sql(tables: dict[str, pd.DataFrame], url: str) -> dict[str, int]:
         engine.dispose()
     log.info("loaded %d tables (%d rows) into PostgreSQL", len(counts), sum(counts.values()))
     return counts
+
+
+# ---------------------------------------------------------------- appending to one table, idempotently
+
+
+class KeyConflict(ContractError):
+    """Rows whose key is already stored with different content; nothing of the append was written."""
+
+    def __init__(self, table: str, ids: list[str]) -> None:
+        self.table, self.ids = table, ids
+        key = "/".join(TABLES[table].key)
+        super().__init__([Violation(table, key, "already stored with different content (nothing was written)",
+                                    len(ids), ids)])
+
+
+@dataclass(frozen=True)
+class Appended:
+    written: int  # rows added
+    duplicates: int  # rows whose key was stored with the same content: skipped
+
+
+_LOCKS: dict[str, threading.Lock] = {}
+_LOCKS_GUARD = threading.Lock()
+
+
+@contextmanager
+def _serialized(key: str, lock_file: Path | None) -> Iterator[None]:
+    """One append at a time per store and table: a thread lock within this process and, for a folder,
+    an flock on a lock file beside the table, so `recoup record-work` and a running service (or two
+    services on one folder) cannot interleave either. SQL stores lock inside their transaction."""
+    with _LOCKS_GUARD:
+        lock = _LOCKS.setdefault(key, threading.Lock())
+    with lock:
+        if lock_file is None or fcntl is None:
+            yield
+            return
+        with open(lock_file, "a+b") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def append_table(target: str | os.PathLike, name: str, df: pd.DataFrame) -> Appended:
+    """Append rows of contract table `name` to a dataset folder or a SQL database: whole or nothing,
+    one append at a time per table. `df` is typed as `coerce_table` leaves it, each key once. A row
+    whose key is stored with the same content is a duplicate and is skipped (re-sending adds nothing);
+    a key stored with different content raises `KeyConflict`, and then nothing is written."""
+    spec = TABLES[name]
+    key = list(spec.key)
+    if not spec.unique_key:
+        raise ValueError(f"{name} has no unique key: its rows cannot be appended idempotently")
+    if df.duplicated(key).any():
+        raise ValueError(f"append_table({name!r}): each {'/'.join(key)} must come once")
+    if is_sql_url(target):
+        return _append_sql(str(target), name, df)
+    return _append_folder(Path(target), name, df)
+
+
+def split_stored(name: str, stored: pd.DataFrame, df: pd.DataFrame) -> tuple[pd.DataFrame, int, list[str]]:
+    """Rows of `df` against the `stored` rows of the same keys: (the rows not stored yet, how many are
+    stored with the same content, the keys stored with different content). Both frames are typed as
+    `coerce_table` leaves them; every contract column counts, a null equals a null."""
+    key = list(TABLES[name].key)
+    cols = [c for c in TABLES[name].columns if c in df.columns and c in stored.columns]
+    other = stored[cols].drop_duplicates(key)
+    merged = df[cols].merge(other, on=key, how="left", suffixes=("", "__stored"), indicator=True)
+    found = (merged["_merge"] == "both").to_numpy()
+    differs = np.zeros(len(df), dtype=bool)
+    for col in cols:
+        if col in key:
+            continue
+        a, b = merged[col], merged[f"{col}__stored"]
+        both_null = (a.isna() & b.isna()).to_numpy()
+        ne = (a != b).astype("boolean").fillna(True).to_numpy(dtype=bool)
+        differs |= ne & ~both_null
+    conflict = found & differs
+    ids = ["/".join(str(v) for v in row) for row in merged.loc[conflict, key].itertuples(index=False)]
+    return df.loc[~found].reset_index(drop=True), int((found & ~differs).sum()), ids
+
+
+def _append_folder(folder: Path, name: str, df: pd.DataFrame) -> Appended:
+    from features.contract.read import _read_folder_table
+    from features.contract.validate import coerce_table
+
+    folder.mkdir(parents=True, exist_ok=True)
+    with _serialized(f"{folder.resolve()}#{name}", folder / f".{name}.lock"):
+        path, fmt = _table_file(folder, name)
+        raw = _read_folder_table(folder, name)
+        if raw is None:
+            stored = df.iloc[:0]
+        else:
+            stored, problems = coerce_table(name, raw)
+            if problems:  # a broken stored table: append nothing rather than build on it
+                raise _stored_broken(problems)
+            extras = [c for c in raw.columns if c not in stored.columns]  # unknown columns: carried over as read
+            if extras:
+                stored = pd.concat([stored, raw[extras].reset_index(drop=True)], axis=1)
+        new, duplicates, conflicts = split_stored(name, stored, df)
+        if conflicts:
+            raise KeyConflict(name, conflicts)
+        if len(new):
+            _replace_file(path, name, pd.concat([stored, new], ignore_index=True) if len(stored) else new, fmt)
+    log.info("appended %d %s rows to a folder (%d duplicates)", len(new), name, duplicates)
+    return Appended(len(new), duplicates)
+
+
+def _stored_broken(problems: list[Violation]) -> ContractError:
+    return ContractError([replace(v, problem=f"{v.problem} (in the stored table)") for v in problems])
+
+
+def _table_file(folder: Path, name: str) -> tuple[Path, str]:
+    """Where table `name` of the folder is, or goes: its file, else the folder's format (CSV when its
+    tables are CSV files)."""
+    pq, csv = folder / f"{name}.parquet", folder / f"{name}.csv"
+    if pq.is_dir():
+        raise ValueError(f"{pq} is a folder of Parquet parts: appending rewrites a single-file table only")
+    if pq.exists():
+        return pq, "parquet"
+    if csv.exists():
+        return csv, "csv"
+    csv_only = any(folder.glob("*.csv")) and not any(folder.glob("*.parquet"))
+    return (csv, "csv") if csv_only else (pq, "parquet")
+
+
+def _replace_file(path: Path, name: str, df: pd.DataFrame, fmt: str) -> None:
+    """Write `df` beside `path` and rename it over `path`: readers see the old table or the new one."""
+    import pyarrow.parquet as pq
+
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.new.", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        if fmt == "parquet":
+            pq.write_table(_arrow_table(name, df), tmp)
+        else:
+            _csv_frame(df).to_csv(tmp, index=False)
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())  # the bytes are on disk before the name points at them
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _append_sql(url: str, name: str, df: pd.DataFrame) -> Appended:
+    """One transaction: lock (PostgreSQL: an advisory lock, so two writers anywhere queue), create the
+    table if absent (the contract's DDL), read the stored rows of the keys given, insert the new ones."""
+    import sqlalchemy as sa
+
+    from features.contract.validate import coerce_table
+
+    base, table = split_sql_target(url)
+    if table not in (None, name):
+        raise ValueError(f"the {name} rows of a SQL store go to its table {name!r}, not {table!r}")
+    spec = TABLES[name]
+    if len(spec.key) != 1:
+        raise ValueError(f"appending to SQL needs a one-column key; {name} has {spec.key}")
+    key = spec.key[0]
+    engine = sa.create_engine(base)
+    try:
+        with _serialized(f"{engine.url.render_as_string(hide_password=True)}#{name}", None), engine.begin() as conn:
+            postgres = engine.dialect.name == "postgresql"
+            if postgres:
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": zlib.crc32(f"recoup.{name}".encode())})
+            _ensure_table(conn, spec)
+            stored = _stored_rows(conn, name, key, df[key].tolist())
+            stored, problems = coerce_table(name, stored)
+            if problems:
+                raise _stored_broken(problems)
+            new, duplicates, conflicts = split_stored(name, stored, df)
+            if conflicts:
+                raise KeyConflict(name, conflicts)  # the transaction rolls back: nothing written
+            cols = [c for c in spec.columns if c in new.columns]
+            if len(new) and postgres:
+                with conn.connection.driver_connection.cursor() as cur:  # psycopg 3, same transaction
+                    _copy(cur, name, new[cols])
+            elif len(new):
+                conn.execute(sa.text(f"INSERT INTO {name} ({', '.join(cols)}) VALUES "
+                                     f"({', '.join(':' + c for c in cols)})"), _records(new[cols], spec))
+    finally:
+        engine.dispose()
+    log.info("appended %d %s rows to SQL (%d duplicates)", len(new), name, duplicates)
+    return Appended(len(new), duplicates)
+
+
+def _ensure_table(conn, spec: Table) -> None:
+    """The table as the contract declares it: created when absent (as `recoup load` would), optional
+    columns it lacks added; a missing required column is an error."""
+    import sqlalchemy as sa
+
+    insp = sa.inspect(conn)
+    columns = list(spec.columns)
+    if not insp.has_table(spec.name):
+        for stmt in table_ddl(spec, columns) + index_ddl(spec, columns):
+            conn.exec_driver_sql(stmt)
+        return
+    present = {c["name"] for c in insp.get_columns(spec.name)}
+    missing = [c for c in columns if c not in present]
+    required = [Violation(spec.name, c, "required column is missing from the stored table")
+                for c in missing if spec.columns[c].required]
+    if required:
+        raise ContractError(required)
+    for c in missing:
+        conn.exec_driver_sql(f"ALTER TABLE {spec.name} ADD COLUMN {c} {SQL_TYPES[spec.columns[c].type]}")
+
+
+def _stored_rows(conn, name: str, key: str, ids: list) -> pd.DataFrame:
+    import sqlalchemy as sa
+
+    query = sa.text(f"SELECT * FROM {name} WHERE {key} IN :ids").bindparams(sa.bindparam("ids", expanding=True))
+    parts = [pd.read_sql(query, conn, params={"ids": ids[i:i + 1000]}) for i in range(0, len(ids), 1000)]
+    if not parts:
+        return pd.read_sql(sa.text(f"SELECT * FROM {name} WHERE 1 = 0"), conn)
+    return pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
+
+
+def _records(df: pd.DataFrame, spec: Table) -> list[dict]:
+    """Rows as plain Python values for a DB-API driver: dates as `datetime.date`, nulls as None."""
+    cols = {}
+    for c in df.columns:
+        s = df[c]
+        values = s.dt.date.tolist() if spec.columns[c].type == "date" else s.tolist()
+        cols[c] = [None if v is None or v is pd.NaT or (not isinstance(v, str) and pd.isna(v)) else v
+                   for v in values]
+    return [dict(zip(cols, row, strict=True)) for row in zip(*cols.values(), strict=True)]
 
 
 # ---------------------------------------------------------------- either

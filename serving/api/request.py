@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import re
 from typing import Annotated, Any, Literal, NotRequired
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, with_config
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, with_config
 from typing_extensions import TypedDict
 
 from features.contract import TABLES, Col, ColumnTable, Dataset
@@ -112,6 +113,58 @@ class WorklistRequest(ScoreRequest):
     """Accounts to rank into a worklist, optionally cut to the collectors' minutes."""
 
     capacity_minutes: float | None = Field(None, ge=0, description="Cut the list greedily by priority.")
+
+
+# ----------------------------------------------------------------------------- POST /work
+
+# datetime64[ns] holds these days (pandas' range): a date outside it could not be stored or read back
+_FIRST_DAY, _LAST_DAY = dt.date(1677, 9, 22), dt.date(2262, 4, 11)
+_ISO_DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def _iso_text(value: Any) -> Any:
+    """Only `YYYY-MM-DD` (pydantic alone would take a timestamp or a datetime with a zero time too)."""
+    if isinstance(value, str) and _ISO_DAY.match(value):
+        return value
+    if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
+        return value
+    raise ValueError("must be an ISO date, YYYY-MM-DD")
+
+
+def _in_pandas_range(value: dt.date) -> dt.date:
+    if not _FIRST_DAY <= value <= _LAST_DAY:
+        raise ValueError(f"must be between {_FIRST_DAY} and {_LAST_DAY}")
+    return value
+
+
+IsoDay = Annotated[dt.date, BeforeValidator(_iso_text), AfterValidator(_in_pandas_range)]
+
+
+def _work_row_model() -> type:
+    """A row of the contract's `work` table as `POST /work` takes it: the generated row, with what
+    the service must hold to before it writes (pandera is not on the request path): ids not empty,
+    an ISO date within pandas' range, and a propensity in (0, 1] (a probability the policy drew with)."""
+    spec = TABLES["work"]
+    fields = {col: _field(col, c) for col, c in spec.columns.items()}
+    for col in ("work_id", "account_id"):
+        fields[col] = Annotated[str, Field(min_length=1)]
+    fields["worked_date"] = IsoDay
+    fields["propensity"] = Annotated[float, Field(gt=0, le=1, description=spec.columns["propensity"].doc)]
+    model = TypedDict("WorkRow", fields)
+    model.__doc__ = spec.doc or None
+    return with_config(_ROW_CONFIG)(model)
+
+
+WorkRow = _work_row_model()
+
+
+class WorkRequest(BaseModel):
+    """What collectors did: rows of the contract's `work` table (idempotent by `work_id`)."""
+
+    model_config = _STRICT_CONFIG
+
+    work: list[WorkRow] = Field(  # type: ignore[valid-type]
+        description="At most RECOUP_MAX_ACCOUNTS (default 5,000) rows; each a row of the contract's work table.")
 
 
 # ----------------------------------------------------------------------------- checks and the dataset

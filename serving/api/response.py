@@ -58,6 +58,13 @@ class ScoreResponse(BaseModel):
     request_id: str
 
 
+class WorkResponse(BaseModel):
+    received: int = Field(description="rows in the request")
+    written: int = Field(description="rows added to the work store")
+    duplicates: int = Field(description="rows already stored (or repeated in the request) with the same content")
+    request_id: str
+
+
 class ReloadResponse(BaseModel):
     old_version: str
     new_version: str
@@ -116,10 +123,13 @@ def account_results(ranked, as_of: dt.date, version: str) -> dict[str, AccountRe
     return scored
 
 
-def error_response(status: int, message: str, problems: list[tuple[str, str]] | None = None) -> JSONResponse:
-    """An error body that names each field by its JSON path and carries the request id."""
+def error_response(status: int, message: str, problems: list[tuple[str, str]] | None = None,
+                   **extra) -> JSONResponse:
+    """An error body that names each field by its JSON path and carries the request id (and `extra`
+    keys, such as the conflicting `work_ids` of a 409)."""
     body: dict = {"error": message, "request_id": request_id_var.get()}
     if problems:
         body["fields"] = [p for p, _ in problems]
         body["detail"] = [{"field": p, "msg": m} for p, m in problems]
+    body.update(extra)
     return JSONResponse(body, status_code=status)

@@ -1,7 +1,8 @@
 """The real-time scoring service (BentoML 1.4, `@bentoml.service` class style).
 
 `POST /score` scores the accounts of a request (each with its whole history in the contract's
-shape) at an as-of date; `POST /worklist` ranks them, optionally cut to `capacity_minutes`.
+shape) at an as-of date; `POST /worklist` ranks them, optionally cut to `capacity_minutes`;
+`POST /work` records what collectors did in the configured work store (`serving.api.work`).
 Features come from `features.snapshot` (the one feature code path) with the model's stored
 statistics table, scores and ranking from `serving.ranking.rank` (the nightly batch's code),
 with reasons for every account. BentoML provides `/livez`, `/readyz`, `/metrics` and the OpenAPI
@@ -38,8 +39,15 @@ import bentoml
 
 from features.contract import Dataset
 from serving.api.middleware import RecoupMiddleware, request_id_var
-from serving.api.request import ScoreRequest, WorklistRequest, build_dataset, check_references
-from serving.api.response import AccountResult, ReloadResponse, ScoreResponse, account_results, error_response
+from serving.api.request import ScoreRequest, WorklistRequest, WorkRequest, build_dataset, check_references
+from serving.api.response import (
+    AccountResult,
+    ReloadResponse,
+    ScoreResponse,
+    WorkResponse,
+    account_results,
+    error_response,
+)
 from serving.api.settings import ServiceSettings
 
 log = logging.getLogger("recoup.service")
@@ -168,6 +176,27 @@ class RecoupService:
         accounts that are not open, or over capacity, follow with their status."""
         req = WorklistRequest.model_construct(**kwargs)
         return await self._dispatch("worklist", req, req.capacity_minutes)
+
+    @bentoml.api(route="/work", input_spec=WorkRequest, output_spec=WorkResponse)
+    async def post_work(self, **kwargs) -> WorkResponse:
+        """Record what collectors did: rows of the contract's `work` table, appended to the work store
+        (RECOUP_WORK_STORE). Idempotent by `work_id`: a row already stored with the same content is
+        counted as a duplicate; one stored with different content is a 409 naming it, and nothing of
+        the request is written. Returns the counts received, written and duplicates."""
+        import anyio
+
+        from serving.api.work import NO_STORE, record
+
+        req = WorkRequest.model_construct(**kwargs)
+        store = self.settings.work_store
+        if store is None:
+            return error_response(503, NO_STORE)
+        n, limit = len(req.work), self.settings.max_accounts
+        if n > limit:  # rows count against the accounts limit
+            return error_response(413, f"too many rows: {n:,} in the request, at most {limit:,} "
+                                       "(RECOUP_MAX_ACCOUNTS)", [("work", f"at most {limit:,} items")])
+        # reading and writing the store blocks (and waits for the store's lock): off the event loop
+        return await anyio.to_thread.run_sync(record, store, req.work)
 
     @bentoml.api(route="/admin/reload", output_spec=ReloadResponse)
     async def admin_reload(self) -> ReloadResponse:

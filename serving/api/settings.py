@@ -17,6 +17,8 @@ variables stay the documented way in for Bentos and containers:
   RECOUP_MAX_BODY_BYTES   request body bytes (default 50 MB); more gets 413
   RECOUP_THREADS          scoring threads per worker for requests of more than `inline_max_accounts`
                           accounts (default 1); smaller requests are scored on the event loop
+  RECOUP_WORK_STORE       where `POST /work` appends the `work` rows it receives: a dataset folder or a
+                          SQLAlchemy URL (`recoup serve --work-store`); unset, `/work` answers 503
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ ENV_VARIABLES = {
     "max_accounts": "RECOUP_MAX_ACCOUNTS",
     "max_body_bytes": "RECOUP_MAX_BODY_BYTES",
     "threads": "RECOUP_THREADS",
+    "work_store": "RECOUP_WORK_STORE",
 }
 
 
@@ -66,10 +69,13 @@ class ServiceSettings:
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     threads: int = 1
     inline_max_accounts: int = INLINE_MAX_ACCOUNTS
+    work_store: str | None = None  # a dataset folder or a SQLAlchemy URL; None: POST /work answers 503
 
     def __post_init__(self) -> None:
         if not self.api_token and not self.no_auth:
             raise ValueError(NO_TOKEN)
+        if self.work_store is not None:
+            _check_work_store(self.work_store)
         for name in ("max_accounts", "max_body_bytes", "threads", "inline_max_accounts"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < (0 if name == "inline_max_accounts" else 1):
@@ -104,3 +110,21 @@ def _parse(setting: str, variable: str, raw: str) -> Any:
     if setting == "ranking_config":
         return Path(raw)
     return raw
+
+
+def _check_work_store(store: str) -> None:
+    """A store that could never be written is refused at start-up (a database that is down is not:
+    `/work` answers 503 until it is back)."""
+    if "://" not in store:
+        if not store.strip():
+            raise ValueError("RECOUP_WORK_STORE is empty: give a dataset folder or a SQLAlchemy URL")
+        return
+    import sqlalchemy as sa
+
+    url, _, table = store.partition("#")
+    try:
+        sa.engine.make_url(url)
+    except sa.exc.ArgumentError:  # its message would quote the URL, password and all
+        raise ValueError("RECOUP_WORK_STORE is not a SQLAlchemy URL (dialect+driver://user@host/db)") from None
+    if table not in ("", "work"):
+        raise ValueError(f"RECOUP_WORK_STORE: work rows go to the table `work`, not {table!r}")

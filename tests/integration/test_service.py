@@ -67,11 +67,14 @@ def _settings(env, **changes):
 
 @pytest.fixture(scope="module")
 def client(env):
+    """The service in this process (one BentoML app per process: see test_body_limit_gives_413), with the
+    simulated dataset's folder as its work store, so `/work` checks references against its accounts."""
     from starlette.testclient import TestClient
 
     from serving.api.service import build_app
 
-    with TestClient(build_app(_settings(env)), raise_server_exceptions=False) as c:
+    with TestClient(build_app(_settings(env, work_store=str(env["tmp"] / "data"))),
+                    raise_server_exceptions=False) as c:
         yield c
 
 
@@ -448,6 +451,159 @@ def test_fuzz_finds_no_5xx(env, client, open_ids):
     check()
 
 
+# ----------------------------------------------------------------------------- POST /work
+
+
+def _work_rows(env, prefix: str, n: int = 3) -> list[dict]:
+    """`n` work rows on the dataset's accounts, ids of their own (`prefix`), every column given."""
+    accounts = env["ds"]["accounts"]["account_id"].tolist()
+    actions = ["status_call", "appeal", "patient_call"]
+    return [{"work_id": f"{prefix}-{i}", "account_id": accounts[i], "claim_id": None, "worked_date": "2025-05-30",
+             "action": actions[i % 3], "minutes": 5.0 + i, "propensity": 0.5 if i % 2 else 1.0,
+             "is_exploration": i % 2, "run_id": "run-7", "suggested_action": actions[i % 3],
+             "collector": f"COLLECTOR-{prefix}-{i}"} for i in range(n)]
+
+
+def _stored_work(env) -> pd.DataFrame:
+    return pd.read_parquet(env["tmp"] / "data" / "work.parquet")
+
+
+def test_work_writes_rows_and_resending_adds_nothing(env, client):
+    rows = _work_rows(env, "T-write")
+    before = len(_stored_work(env))
+    r = client.post("/work", json={"work": rows}, headers=AUTH)
+    assert r.status_code == 200, r.text
+    assert r.json() == {"received": 3, "written": 3, "duplicates": 0, "request_id": r.headers["x-request-id"]}
+    stored = _stored_work(env)
+    assert len(stored) == before + 3
+    mine = stored[stored["work_id"].str.startswith("T-write")].set_index("work_id")
+    assert mine.loc["T-write-1", "collector"] == "COLLECTOR-T-write-1" and mine.loc["T-write-1", "minutes"] == 6.0
+    assert str(mine.loc["T-write-2", "worked_date"])[:10] == "2025-05-30"
+    data = (env["tmp"] / "data" / "work.parquet").read_bytes()
+    # the same rows again (one of them twice, with optional columns left out where they are null)
+    again = [*rows, rows[0], {k: v for k, v in rows[0].items() if k != "claim_id"}]
+    r = client.post("/work", json={"work": again}, headers=AUTH)
+    assert r.status_code == 200 and (r.json()["received"], r.json()["written"], r.json()["duplicates"]) == (5, 0, 5)
+    assert (env["tmp"] / "data" / "work.parquet").read_bytes() == data  # nothing rewritten
+    from features.contract import read_dataset
+
+    ds = read_dataset(env["tmp"] / "data")  # the dataset still validates, work log and all
+    assert ds["work"]["work_id"].str.startswith("T-write").sum() == 3
+
+
+def test_work_conflict_is_a_409_naming_the_work_ids_and_writes_nothing(env, client):
+    rows = _work_rows(env, "T-conflict")
+    assert client.post("/work", json={"work": rows[:2]}, headers=AUTH).json()["written"] == 2
+    data = (env["tmp"] / "data" / "work.parquet").read_bytes()
+    changed = [rows[2], {**rows[0], "minutes": 99.0}, {**rows[1], "action": "write_off"}]
+    r = client.post("/work", json={"work": changed}, headers=AUTH)
+    assert r.status_code == 409, r.text
+    body = r.json()
+    assert body["work_ids"] == ["T-conflict-0", "T-conflict-1"] and body["fields"] == ["work[1].work_id",
+                                                                                        "work[2].work_id"]
+    assert "T-conflict-0" in body["error"] and "nothing of this request was written" in body["error"]
+    assert (env["tmp"] / "data" / "work.parquet").read_bytes() == data  # T-conflict-2 was not written either
+
+
+WORK_BAD_CASES = [
+    ("propensity zero", 1, "propensity", 0, "work[1].propensity"),
+    ("propensity above one", 1, "propensity", 1.5, "work[1].propensity"),
+    ("negative minutes", 0, "minutes", -1, "work[0].minutes"),
+    ("unknown action", 2, "action", "dance", "work[2].action"),
+    ("not an ISO date", 1, "worked_date", "05/30/2025", "work[1].worked_date"),
+    ("a timestamp for a date", 1, "worked_date", 1748563200, "work[1].worked_date"),
+    ("no such day", 1, "worked_date", "2025-02-30", "work[1].worked_date"),
+    ("outside pandas' dates", 1, "worked_date", "1500-01-01", "work[1].worked_date"),
+    ("missing work_id", 0, "work_id", None, "work[0].work_id"),
+    ("empty account", 0, "account_id", "", "work[0].account_id"),
+    ("exploration flag", 1, "is_exploration", 2, "work[1].is_exploration"),
+    ("number for an id", 1, "collector", 7, "work[1].collector"),
+    ("unknown account", 1, "account_id", "NO-SUCH-ACCOUNT", "work[1].account_id"),
+    ("unknown claim", 2, "claim_id", "NO-SUCH-CLAIM", "work[2].claim_id"),
+    ("repeated with other content", 2, "work_id", "T-bad-0", "work[2].work_id"),
+]
+
+
+@pytest.mark.parametrize("case", WORK_BAD_CASES, ids=[c[0] for c in WORK_BAD_CASES])
+def test_work_bad_rows_are_a_422_naming_row_and_field(env, client, case):
+    _, i, column, value, field = case
+    rows = _work_rows(env, "T-bad")
+    if column == "work_id" and value is None:
+        del rows[i][column]
+    else:
+        rows[i][column] = value
+    data = (env["tmp"] / "data" / "work.parquet").read_bytes()
+    r = client.post("/work", json={"work": rows}, headers=AUTH)
+    assert r.status_code == 422, r.text
+    body = r.json()
+    assert field in body["fields"] and field in body["error"], body
+    assert "Traceback" not in r.text and body["request_id"] == r.headers["x-request-id"]
+    assert (env["tmp"] / "data" / "work.parquet").read_bytes() == data
+
+
+def test_work_needs_a_token_and_keeps_to_the_limits(env, client):
+    rows = _work_rows(env, "T-limits")
+    assert client.post("/work", json={"work": rows}).status_code == 401
+    assert client.post("/work", json={"work": rows}, headers={"Authorization": "Bearer nope"}).status_code == 401
+    assert not _stored_work(env)["work_id"].str.startswith("T-limits").any()
+    limit = _settings(env).max_accounts  # rows count against the accounts limit
+    many = [{**rows[0], "work_id": f"T-limits-{i}"} for i in range(limit + 1)]
+    r = client.post("/work", json={"work": many}, headers=AUTH)
+    assert r.status_code == 413 and "too many rows" in r.json()["error"] and r.json()["fields"] == ["work"]
+    assert not _stored_work(env)["work_id"].str.startswith("T-limits").any()
+    r = client.post("/work", content=b'{"work": [', headers=AUTH)
+    assert r.status_code == 400 and "malformed JSON" in r.json()["error"]
+    r = client.post("/work", json={"rows": rows}, headers=AUTH)
+    assert r.status_code == 422 and r.json()["fields"] == ["work"]
+
+
+def test_work_logs_carry_counts_not_ids(env, client, caplog):
+    rows = _work_rows(env, "T-log")
+    with caplog.at_level("INFO"):
+        assert client.post("/work", json={"work": rows}, headers=AUTH).status_code == 200
+        assert client.post("/work", json={"work": [{**rows[0], "minutes": 1.0}]}, headers=AUTH).status_code == 409
+        assert client.post("/work", json={"work": [{**rows[0], "action": "x"}]}, headers=AUTH).status_code == 422
+    text = "\n".join(r.getMessage() + (r.exc_text or "") for r in caplog.records)
+    assert "received=3 written=3 duplicates=0" in text and "conflicts=1" in text
+    for row in rows:
+        for col in ("work_id", "account_id", "collector"):
+            assert row[col] not in text, col
+
+
+def test_work_fuzz_finds_no_5xx(env, client):
+    """Random edits of a valid /work body, and random JSON bodies: never a 5xx, every error names itself."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    base = {"work": _work_rows(env, "T-fuzz", 2)}
+    paths = [("work",)] + [("work", i) for i in range(2)] + [("work", i, c) for i in range(2) for c in base["work"][0]]
+    json_values = st.recursive(
+        st.none() | st.booleans() | st.integers(-10**12, 10**12) | st.floats(allow_nan=False, allow_infinity=False)
+        | st.text(max_size=12) | st.sampled_from(["2025-06-01", "2025-02-30", "9999-12-31", "0001-01-01", "", "0",
+                                                   "-1", "1e309", "T-fuzz-0", "T-fuzz-1"]),
+        lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+        max_leaves=6)
+
+    @settings(max_examples=80, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+    @given(st.lists(st.tuples(st.sampled_from(paths), json_values, st.booleans()), min_size=1, max_size=3),
+           json_values, st.booleans())
+    def check(edits, random_body, whole):
+        body = random_body if whole else base
+        if not whole:
+            for path, value, delete in edits:
+                try:
+                    body = _mutate(body, path, value, delete)
+                except (KeyError, IndexError, TypeError):
+                    pass
+        r = client.post("/work", content=json.dumps(body).encode(), headers={**AUTH,
+                                                                              "content-type": "application/json"})
+        assert r.status_code < 500, r.text
+        if r.status_code >= 400:
+            assert r.json()["error"] and "Traceback" not in r.text
+
+    check()
+
+
 # ----------------------------------------------------------------------------- processes
 
 
@@ -462,6 +618,8 @@ def test_recoup_serve_end_to_end(env, open_ids, tmp_path):
     try:
         with recoup_serve(["--tracking-uri", env["uri"]], penv, log_path) as (base, proc):
             assert httpx.post(f"{base}/score", json=body, timeout=30).status_code == 401
+            r = httpx.post(f"{base}/work", json={"work": _work_rows(env, "T-serve")}, headers=AUTH, timeout=30)
+            assert r.status_code == 503 and "RECOUP_WORK_STORE" in r.json()["error"]  # no store configured
             r = httpx.post(f"{base}/score", json=body, headers=AUTH, timeout=30)
             assert r.status_code == 200 and r.json()["model_version"] == f"recoup/{v1}"
             r = httpx.post(f"{base}/score", json=_body(env, open_ids[:3]), headers=AUTH, timeout=30)
