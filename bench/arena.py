@@ -61,7 +61,7 @@ def main() -> None:
                 else SHIPPED[name] for name in args.policies.split(",")}
     out = args.out or root / "arena"
     report = run_arena(data, policies, args.days, args.collectors, args.minutes, seed=args.arena_seed, out=out)
-    oracle = next(r for r in report["summary"] if r["policy"] == "oracle")["collected_because_of_work"]
+    oracle = next((r["collected_because_of_work"] for r in report["summary"] if r["policy"] == "oracle"), None)
     for r in report["summary"]:
         r["share_of_oracle"] = round(r["collected_because_of_work"] / oracle, 4) if oracle else None
     print(json.dumps({

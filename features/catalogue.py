@@ -132,7 +132,7 @@ ACCOUNT_VIEWS: tuple[FeatureView, ...] = (
     FeatureView(
         "claim_status",
         "account",
-        ("claim_acks", "remittances", "claims", "work"),
+        ("claim_acks", "remittances", "claims"),
         "claim_acks.received_date",
         (
             _num(
@@ -149,9 +149,19 @@ ACCOUNT_VIEWS: tuple[FeatureView, ...] = (
             _num("days_pended", "days since the open pend"),
             _num("filing_days_left", "payer timely filing limit less days since service (missing: no limit)",
                  rule=True),
-            _num("status_calls_30d", "status calls to the payer in the last 30 days (the work log)", 30),
-            _num("days_since_status_call", "days since the latest status call (the work log)"),
         ),
+    ),
+    FeatureView(
+        "work_log",
+        "account",
+        ("work",),
+        "work.worked_date",
+        (
+            _num("status_calls_30d", "status calls to the payer in the last 30 days", 30),
+            _num("days_since_status_call", "days since the latest status call"),
+            _num("days_since_plan_offer", "days since the latest payment-plan offer"),
+        ),
+        "what the office's own work log says was done (empty where an office keeps none)",
     ),
     FeatureView(
         "denials",
@@ -291,6 +301,10 @@ DENIAL_VIEWS: tuple[FeatureView, ...] = (
             _num("payer_overturn_rate", "this payer's overturn rate of worked denials"),
             _num("payer_group_overturn_rate", "this payer's overturn rate for this CARC group"),
             _num("proc_family_overturn_rate", "overturn rate for this procedure family"),
+            _num("carc_worked", "denials with this CARC that were worked (appealed or corrected)"),
+            _num("carc_corrected_share", "share of them worked by a corrected claim rather than an appeal"),
+            _num("carc_appeal_overturn_rate", "overturn rate of appealed denials with this CARC"),
+            _num("carc_correct_overturn_rate", "overturn rate of corrected claims for denials with this CARC"),
             _num("payer_paid_to_billed", "this payer's paid-to-billed ratio"),
             _num("payer_days_to_pay", "this payer's mean days to pay"),
         ),

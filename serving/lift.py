@@ -143,13 +143,17 @@ def action_lifts(acc, p_payment: np.ndarray, denial: dict | None, rules: dict, c
     patient_side = (bal_pat > 0.005) & (bal_ins <= 0.005) & ~pending
     since_contact = _col(acc, "days_since_last_contact", n)
     engage_days = float(cfg["engagement_days"])
-    fresh = np.where(np.isfinite(since_contact), np.clip(since_contact / engage_days, 0.0, 1.0), 1.0)
+    # the share of the effect a new contact still has: the last contact engaged the person with some
+    # probability, and that engagement fades
+    engaged = float(cfg["contact_engages"]) * np.exp(-np.nan_to_num(since_contact, nan=np.inf) / engage_days)
+    fresh = 1.0 - engaged
     would_pay = np.clip(np.nan_to_num(p_payment), 0.0, 1.0)
     # a contact works through engagement (which a recent contact already raised); a plan offer through
     # the person's accepting it, however recently they were contacted
     unpaid = bal_pat * (1.0 - would_pay)
     calls_7d = _col(acc, "call_attempts_7d", n, 0.0)
     plan_ok = (bal_pat >= float(cfg["plan_min_balance"])) & ~(_col(acc, "plan_active", n, 0.0) > 0)
+    plan_ok &= ~(_col(acc, "days_since_plan_offer", n) <= float(cfg["plan_offer_recall_days"]))  # declined lately
     for a, ok, base in (("statement", patient_side, unpaid * fresh),
                         ("patient_call", patient_side & (calls_7d < float(rules["max_call_attempts_7d"])),
                          unpaid * fresh),
@@ -157,7 +161,7 @@ def action_lifts(acc, p_payment: np.ndarray, denial: dict | None, rules: dict, c
         j = col[a]
         F[:, j] = ok
         L[:, j] = np.where(ok, base * float(cfg["prior_share"][a]), 0.0)
-    follow = np.where(patient_side & (fresh < 1), np.maximum(engage_days - np.nan_to_num(since_contact), 1.0), follow)
+    follow = np.where(patient_side, np.maximum(engage_days - np.nan_to_num(since_contact), 1.0), follow)
 
     source = {a: "prior" for a in LIFT_ACTIONS}
     if learned is not None:

@@ -311,6 +311,39 @@ def _group_sum(keys: np.ndarray, values: np.ndarray, mask: np.ndarray) -> np.nda
     return out
 
 
+def prior_lifts(model, accounts: Table, denials: Table | None, cfg: dict):
+    """The prior lift of every action (`serving.lift.action_lifts`, no learned scales) for feature rows:
+    what the effect model (`training.effects`) learns to scale."""
+    from serving.lift import action_lifts
+
+    den_scored = None
+    if denials is not None and n_rows(denials):
+        dscores = model.score_denials(denials)
+        den_scored = _score_denials(denials, column(dscores, "p_overturn"), column(dscores, "expected_recovery"), cfg)
+    p = column(model.score_accounts(accounts), "p_payment")
+    ids, as_of = column(accounts, "account_id").astype(object), _dates(accounts, "as_of")
+    return action_lifts(accounts, p, account_denials(ids, as_of, den_scored, cfg), cfg["rules"], cfg["effects"])
+
+
+def account_denials(ids: np.ndarray, as_of: np.ndarray, den: Columns | None, cfg: dict) -> dict | None:
+    """Per account row (`ids`, `as_of`): its best open denial (`_score_denials`' rows) as the lift
+    reads it: the work it calls for (`action`), its expected overturn dollars while the appeal window
+    is open (`value`), and whether it was already appealed or corrected (`worked`); None without
+    denials."""
+    if den is None or not n_rows(den):
+        return None
+    _, d_cost = _action_minutes_cost(den["next_action"], cfg)
+    best = _best_denial_rows(den, d_cost)
+    hit = _match(ids, as_of, den["account_id"][best], den["as_of"][best])
+    row = np.where(hit >= 0, best[np.maximum(hit, 0)], 0)
+    has = hit >= 0
+    d_left = (den["appeal_deadline"] - den["as_of"]) / np.timedelta64(1, "D")
+    open_window = ~(d_left[row] < 0)
+    return {"action": np.where(has, den["next_action"][row], None),
+            "value": np.where(has & open_window, den["expected_recovery"][row], 0.0),
+            "worked": has & (den["already_worked"][row] > 0)}
+
+
 def _score_by_lift(acc: Table, p: np.ndarray, er: np.ndarray, den: Columns | None, cfg: dict, learned) -> Columns:
     """DESIGN.md's priority: for each feasible action, (lift - minutes x cost per minute - out-of-pocket
     cost) / minutes, the best action taken; an account where no action adds value waits, with a
@@ -330,19 +363,7 @@ def _score_by_lift(acc: Table, p: np.ndarray, er: np.ndarray, den: Columns | Non
                       (bankrupt, "bankruptcy")):
         hold_reason[mask] = why
 
-    denial = None
-    if den is not None and n_rows(den):
-        _, d_cost = _action_minutes_cost(den["next_action"], cfg)
-        best = _best_denial_rows(den, d_cost)
-        hit = _match(ids, as_of, den["account_id"][best], den["as_of"][best])
-        row = np.where(hit >= 0, best[np.maximum(hit, 0)], 0)
-        has = hit >= 0
-        d_left = (den["appeal_deadline"] - den["as_of"]) / np.timedelta64(1, "D")
-        open_window = ~(d_left[row] < 0)
-        denial = {"action": np.where(has, den["next_action"][row], None),
-                  "value": np.where(has & open_window, den["expected_recovery"][row], 0.0),
-                  "worked": has & (den["already_worked"][row] > 0)}
-    lifts = action_lifts(acc, p, denial, rules, cfg["effects"], learned)
+    lifts = action_lifts(acc, p, account_denials(ids, as_of, den, cfg), rules, cfg["effects"], learned)
 
     minutes = np.array([float(cfg["actions"][a]["minutes"]) for a in LIFT_ACTIONS])
     fixed = np.array([float(cfg["actions"][a]["cost"]) for a in LIFT_ACTIONS])
@@ -394,14 +415,40 @@ def _score_by_lift(acc: Table, p: np.ndarray, er: np.ndarray, den: Columns | Non
     }
 
 
+def denial_work(den: Table, expected: np.ndarray, cfg: dict) -> tuple[np.ndarray, np.ndarray]:
+    """How to work each denial, and its expected overturn dollars that way. What the data says of the
+    denial's CARC decides: where the office has worked enough such denials both ways, the way worth
+    more per minute (each way's own overturn rate); where it mostly used one way, that way (what an
+    office does for a CARC is the best evidence it has); with no such history, the configured CARC
+    groups (`correct_and_resubmit_groups`)."""
+    n = n_rows(den)
+    expected = np.asarray(expected, dtype=np.float64)
+    dw = cfg["denial_work"]
+    fix = np.isin(column(den, "carc_group").astype(object), np.asarray(cfg["correct_and_resubmit_groups"], object))
+    worked = _num(den, "carc_worked", 0.0)
+    share = np.clip(_num(den, "carc_corrected_share", 0.0), 0, 1)
+    r_app, r_fix = _num(den, "carc_appeal_overturn_rate", np.nan), _num(den, "carc_correct_overturn_rate", np.nan)
+    known = (worked >= float(dw["min_worked"])) & np.isfinite(r_app) & np.isfinite(r_fix)
+    fix = np.where(known, share >= 0.5, fix)
+    # both ways tried often enough: compare them, each at its own rate against the office's usual mix
+    both = known & (np.minimum(share, 1 - share) * worked >= float(dw["min_each_way"]))
+    mix = share * r_fix + (1 - share) * r_app
+    ratio_fix = np.divide(r_fix, mix, out=np.ones(n), where=both & (mix > 0))
+    ratio_app = np.divide(r_app, mix, out=np.ones(n), where=both & (mix > 0))
+    m_fix, m_app = (float(cfg["actions"][a]["minutes"]) for a in ("correct_and_resubmit", "appeal"))
+    cpm = float(cfg["cost_per_minute"])
+    per_min_fix = (expected * ratio_fix - m_fix * cpm) / m_fix
+    per_min_app = (expected * ratio_app - m_app * cpm) / m_app
+    fix = np.where(both, per_min_fix >= per_min_app, fix)
+    value = np.where(both, expected * np.where(fix, ratio_fix, ratio_app), expected)
+    return np.where(fix, "correct_and_resubmit", "appeal").astype(object), value
+
+
 def _score_denials(den: Table, p_overturn: np.ndarray, expected: np.ndarray, cfg: dict) -> Columns:
-    carc_group = column(den, "carc_group").astype(object)
-    fix = np.isin(carc_group, np.asarray(cfg["correct_and_resubmit_groups"], dtype=object))
-    action = np.where(fix, "correct_and_resubmit", "appeal").astype(object)
+    action, expected = denial_work(den, expected, cfg)
     minutes, _ = _action_minutes_cost(action, cfg)
     cost = minutes * cfg["cost_per_minute"]  # a denial's own priority: collector time only
     left = _num(den, "appeal_deadline_days_left", np.nan)
-    expected = np.asarray(expected, dtype=np.float64)
     prio = _priority(expected - cost, minutes, _urgent(left, cfg["urgency"]["window_days"]), cfg)
     as_of = _dates(den, "as_of")
     claim_ids = column(den, "claim_id").astype(object)

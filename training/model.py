@@ -148,10 +148,15 @@ class RecoupModel:
     # ----------------------------------------------------------------- fitting
 
     def fit(self, acc_train: pd.DataFrame, acc_valid: pd.DataFrame, den_train: pd.DataFrame,
-            den_valid: pd.DataFrame, stats: pd.DataFrame, drift_features: pd.DataFrame | None = None) -> RecoupModel:
+            den_valid: pd.DataFrame, stats: pd.DataFrame, drift_features: pd.DataFrame | None = None,
+            work: pd.DataFrame | None = None, effect_snapshots: tuple[pd.DataFrame, pd.DataFrame] | None = None
+            ) -> RecoupModel:
         """Fit on the training snapshots (early stopping and calibration on the validation ones).
         `stats` is the statistics table every scoring path will use; `drift_features` the population
-        the drift reference describes (the validation snapshots when None)."""
+        the drift reference describes (the validation snapshots when None); `work` the office's work
+        log and `effect_snapshots` (labelled account snapshots, every open denial) at the effect model's
+        dates, from which it learns what each action adds (`effects_`; without a log or snapshots every
+        action keeps its prior)."""
         settings, seed = self.settings, self.settings.seed
         self.account_features_ = account_feature_names()
         self.denial_features_ = denial_feature_names()
@@ -190,7 +195,21 @@ class RecoupModel:
                            callbacks=[lgb.early_stopping(om.early_stopping_rounds, verbose=False)])
         self.overturn_calibrator_ = Calibrator.fit(settings.calibration, self._raw_overturn(Dv), dv)
         self.drift_reference_ = self._drift_reference(acc_valid if drift_features is None else drift_features)
+        self.effects_ = self._fit_effects(acc_valid, work, effect_snapshots)
         return self
+
+    def _fit_effects(self, acc_valid: pd.DataFrame, work: pd.DataFrame | None,
+                     snapshots: tuple[pd.DataFrame, pd.DataFrame] | None):
+        """The effect model (training.effects), fitted against the ranking's default prior lifts."""
+        from serving.lift import LIFT_ACTIONS
+        from serving.ranking import load_ranking_config, prior_lifts
+        from training.effects import EffectModel
+
+        self.effects_ = None  # the prior lifts themselves, not yet scaled
+        acc, den = snapshots if snapshots is not None else (acc_valid.iloc[:0], None)
+        prior = prior_lifts(self, acc, den, load_ranking_config()).lift
+        return EffectModel(self.settings.effects, self.settings.seed).fit(
+            acc, acc_valid, work, prior, LIFT_ACTIONS, self.account_encoder_)
 
     def _drift_reference(self, features: pd.DataFrame) -> dict:
         """Aggregates (bin edges and shares, never rows) of these features and their scores: the

@@ -99,6 +99,20 @@ class OverturnModelSettings(BoosterSettings):
     cat_smooth: float
 
 
+class EffectSettings(_Section):
+    """How the effect of each action is learned from the office's work log (training/effects.py)."""
+
+    window_days: int = Field(gt=0)
+    snapshot_every_days: int = Field(gt=0)
+    max_snapshot_dates: int = Field(gt=0)
+    min_treated: int = Field(gt=0)
+    max_relative_stderr: float = Field(gt=0)
+    scale_bounds: tuple[float, float]
+    min_propensity: float = Field(gt=0, le=1)
+    bootstrap: int = Field(ge=20)
+    idle_model: BoosterSettings
+
+
 class EvaluationSettings(_Section):
     top_k_percent: tuple[int, ...]
     reliability_bins: int = Field(gt=0)
@@ -126,6 +140,7 @@ class TrainingSettings(_Section):
     amount_model: AmountModelSettings
     overturn_model: OverturnModelSettings
     calibration: Literal["isotonic", "sigmoid"]
+    effects: EffectSettings
     evaluation: EvaluationSettings
     promotion: PromotionSettings
     mlflow: MlflowSettings

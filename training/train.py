@@ -78,6 +78,21 @@ def build_snapshots(ds: Dataset, settings: TrainingSettings) -> Snapshots:
     return Snapshots(acc, den, train, valid, test)
 
 
+def effect_snapshots(ds: Dataset, snaps: Snapshots, settings: TrainingSettings) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Labelled account snapshots and every open denial at the effect model's as-of dates: every
+    `effects.snapshot_every_days` through the training period, each label window ending before
+    validation starts (a morning's work is the treatment, so it takes many mornings, not month starts)."""
+    eff = settings.effects
+    h = pd.Timedelta(days=settings.horizon_days)
+    first, cut = snaps.train_dates[0], snaps.valid_dates[0]
+    dates = list(pd.date_range(first, cut - h, freq=f"{eff.snapshot_every_days}D"))[-eff.max_snapshot_dates:]
+    t0 = time.perf_counter()
+    acc, den = snapshot_features(ds, dates, horizons=settings.horizons)
+    acc = acc[acc["label_recovered"].notna()].reset_index(drop=True)
+    log.info("built %d effect snapshots at %d as-of dates in %.1fs", len(acc), len(dates), time.perf_counter() - t0)
+    return acc, den.drop(columns=["worked", "label_overturn"], errors="ignore")
+
+
 def data_fingerprint(ds: Dataset) -> dict:
     """Row counts, date range and a content hash of the inputs (no row values leave this function)."""
     h = hashlib.sha256()
@@ -112,8 +127,12 @@ def train_model(ds: Dataset, settings: TrainingSettings, snapshots: Snapshots | 
     # look drifted in every run).
     reference = account_features(ds, ds.extract_date, stats=stats, with_labels=False)
     t0 = time.perf_counter()
+    work = ds.tables.get("work")
+    work = work if work is not None and len(work) else None
+    effect_snaps = effect_snapshots(ds, snaps, settings) if work is not None else None
     model = RecoupModel(settings).fit(snaps.part("train"), snaps.part("valid"), snaps.part("train", "denials"),
-                                      snaps.part("valid", "denials"), stats, drift_features=reference)
+                                      snaps.part("valid", "denials"), stats, drift_features=reference,
+                                      work=work, effect_snapshots=effect_snaps)
     log.info("fitted models in %.1fs", time.perf_counter() - t0)
     return model, snaps
 

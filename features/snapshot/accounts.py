@@ -182,6 +182,8 @@ def account_block(p: History, t: pd.Timestamp, lk: RateLookup, h: int, with_labe
     wk = (p.w_day <= T) & (p.w_acct >= 0) & (p.w_action == WORK_CODE["status_call"])
     f["status_calls_30d"] = sel(count_by(p.w_acct, n, wk & (p.w_day > T - 30)))
     f["days_since_status_call"] = sel(days_since(T, max_by(p.w_acct, p.w_day, n, wk)))
+    offers = (p.w_day <= T) & (p.w_acct >= 0) & (p.w_action == WORK_CODE["payment_plan_offer"])
+    f["days_since_plan_offer"] = sel(days_since(T, max_by(p.w_acct, p.w_day, n, offers)))
 
     # denials
     dk = p.known_denials(T)

@@ -92,6 +92,12 @@ def denial_block(p: History, t: pd.Timestamp, lk: RateLookup, h2: int, with_labe
     f["proc_family_overturn_rate"] = lk.fam["overturn_rate"][fam_i]
     f["payer_paid_to_billed"] = lk.payer["paid_to_billed"][pc]
     f["payer_days_to_pay"] = lk.payer["days_to_pay"][pc]
+    kw = np.array([lk.carc.get(c, (0.0, 0.0, np.nan, np.nan)) for c in f["carc"].tolist()], dtype=np.float64)
+    kw = kw.reshape(len(rows), 4)
+    f["carc_worked"] = kw[:, 0]
+    f["carc_corrected_share"] = np.divide(kw[:, 1], kw[:, 0], out=np.full(len(rows), np.nan), where=kw[:, 0] > 0)
+    f["carc_appeal_overturn_rate"] = kw[:, 2]
+    f["carc_correct_overturn_rate"] = kw[:, 3]
 
     if with_labels:
         end = p.d_day[rows] + h2

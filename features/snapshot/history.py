@@ -106,6 +106,7 @@ class History:
     d_partial: np.ndarray  # a line-level denial on an otherwise paid claim
     d_paid_day: np.ndarray  # first day after it that its claim family was paid or overturned
     d_worked_day: np.ndarray  # first day on/after it of an appeal or a corrected/replacement claim
+    d_corrected: np.ndarray  # that first work was a corrected or replacement claim (not an appeal)
     d_close_day: np.ndarray  # first day on/after it of a void claim or a write-off of the account
     a_acct: np.ndarray
     a_fam: np.ndarray  # the appealed claim's family
@@ -291,6 +292,8 @@ def _prepare(ds: Dataset) -> History:
     w_fam = np.r_[fam[fixes], a_fam[known_a]]
     w_day = np.r_[c_sub[fixes], a_day[known_a]]
     d_worked_day = next_day(w_fam, w_day, d_fam, d["day"], strict=False)
+    # the kind of work that came first: a corrected or replacement claim, or an appeal
+    d_fixed_day = next_day(fam[fixes], c_sub[fixes], d_fam, d["day"], strict=False)
     voids = (c_freq == FREQUENCY_CODE["void"]) & (c_sub < NEVER)
     close_void = next_day(fam[voids], c_sub[voids], d_fam, d["day"], strict=False)
     wo = (t_type == TXN_CODE["denial_writeoff"]) | (t_type == TXN_CODE["bad_debt_writeoff"])
@@ -336,6 +339,7 @@ def _prepare(ds: Dataset) -> History:
         d_partial=d["partial"],
         d_paid_day=d_paid_day,
         d_worked_day=d_worked_day,
+        d_corrected=(d_fixed_day <= d_worked_day) & (d_worked_day < NEVER),
         d_close_day=np.minimum(close_void, close_wo),
         a_acct=a_acct,
         a_fam=a_fam,

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from features.catalogue import CARC_GROUP_NAMES, DEFAULT_HORIZONS, PROC_FAMILIES, Horizons
+from features.catalogue import CARC_GROUP_NAMES, DEFAULT_HORIZONS, PROC_FAMILIES, Horizons, carc_group
 from features.contract import Dataset
 from features.dates import NEVER, day_number, parse_as_of_dates
 from features.snapshot.arrays import count_by, sum_by
@@ -34,7 +34,12 @@ STATS_COLUMNS = [
     "overturn_rate",
     "paid_to_billed",
     "days_to_pay",
+    "carc",
+    "n_corrected",
+    "appeal_overturn_rate",
+    "correct_overturn_rate",
 ]
+CARC_WORK_COLUMNS = ("n_worked", "n_corrected", "appeal_overturn_rate", "correct_overturn_rate")
 _RATE_COLS = ("denial_rate", "overturn_rate", "paid_to_billed", "days_to_pay")
 
 
@@ -113,6 +118,28 @@ def stats_table(h: History, T: int, overturn_horizon_days: int) -> pd.DataFrame:
         "paid_to_billed": np.repeat(by_payer["paid_to_billed"], ng),
         "days_to_pay": np.repeat(by_payer["days_to_pay"], ng),
     }
+    # per CARC: how often worked denials were corrected rather than appealed, and how often each won
+    # (each kind's rate pulled toward the CARC's own, which is pulled toward the global rate)
+    ccode, carcs = pd.factorize(h.d_carc) if len(h.d_claim) else (np.zeros(0, np.int64), np.zeros(0, object))
+    nk = len(carcs)
+    ck = ccode >= 0
+    corr = h.d_corrected if len(h.d_claim) else np.zeros(0, bool)
+    k_worked = count_by(ccode[ck], nk, worked[ck]).astype(np.float64)
+    k_over = count_by(ccode[ck], nk, over[ck])
+    k_rate = _smooth(k_over, k_worked, g_over)
+    k_corr = count_by(ccode[ck], nk, (worked & corr)[ck]).astype(np.float64)
+    k_corr_over = count_by(ccode[ck], nk, (over & corr)[ck])
+    k_app = k_worked - k_corr
+    k_app_over = k_over - k_corr_over
+    by_carc = pd.DataFrame({
+        "level": "carc", "payer_id": None,
+        "carc_group": np.array([carc_group(c) for c in carcs], dtype=object), "proc_family": None,
+        "n_claims": 0, "n_denials": count_by(ccode[ck], nk, (h.d_day <= T)[ck]), "n_worked": k_worked.astype(np.int64),
+        "denial_rate": np.nan, "overturn_rate": k_rate, "paid_to_billed": np.nan, "days_to_pay": np.nan,
+        "carc": np.asarray(carcs, dtype=object), "n_corrected": k_corr.astype(np.int64),
+        "appeal_overturn_rate": (k_app_over + PRIOR_COUNT * k_rate) / (k_app + PRIOR_COUNT),
+        "correct_overturn_rate": (k_corr_over + PRIOR_COUNT * k_rate) / (k_corr + PRIOR_COUNT),
+    })
     keep_p = slice(0, npay)
     keep_pg = slice(0, npay * ng)
     frames = [
@@ -126,8 +153,9 @@ def stats_table(h: History, T: int, overturn_horizon_days: int) -> pd.DataFrame:
             None,
         ),
         _stats_frame("proc_family", by_fam, None, None, np.array(PROC_FAMILIES, dtype=object)),
+        by_carc,
     ]
-    return pd.concat(frames, ignore_index=True)
+    return pd.concat([f for f in frames if len(f)], ignore_index=True)
 
 
 def _stats_frame(level, r, payer, group, fam) -> pd.DataFrame:
@@ -146,6 +174,10 @@ def _stats_frame(level, r, payer, group, fam) -> pd.DataFrame:
             "overturn_rate": r["overturn_rate"],
             "paid_to_billed": r["paid_to_billed"],
             "days_to_pay": r["days_to_pay"],
+            "carc": none,
+            "n_corrected": np.zeros(n, np.int64),
+            "appeal_overturn_rate": np.full(n, np.nan),
+            "correct_overturn_rate": np.full(n, np.nan),
         }
     )
 
@@ -177,6 +209,7 @@ class RateLookup:
     payer: dict[str, np.ndarray]  # per payer code (+1 trailing slot: unknown / self-pay -> global)
     pg_over: np.ndarray  # [payer code (+1), group]
     fam: dict[str, np.ndarray]  # per procedure family index
+    carc: dict[str, tuple[float, ...]]  # CARC -> CARC_WORK_COLUMNS (a table from before them: empty)
 
 
 @dataclass
@@ -185,6 +218,7 @@ class _ParsedStats:
     payer: dict[str, dict[str, float]]  # column -> payer_id -> value
     pg_over: dict[tuple[str, str], float]
     fam: dict[str, np.ndarray]
+    carc: dict[str, tuple[float, ...]]
 
 
 _BY_IDENTITY: dict[tuple[int, str], tuple[pd.DataFrame, object]] = {}
@@ -229,7 +263,12 @@ def _parse(stats: pd.DataFrame) -> _ParsedStats:
         found = fidx >= 0
         v[found] = fs[c].to_numpy(np.float64)[fidx[found]]
         fam[c] = v
-    return _ParsedStats(gvals, payer, pg_over, fam)
+    carc = {}
+    if "carc" in stats:
+        cs = stats[level == "carc"]
+        carc = dict(zip(cs["carc"].to_numpy(dtype=object),
+                        zip(*(cs[c].to_numpy(np.float64) for c in CARC_WORK_COLUMNS), strict=True), strict=True))
+    return _ParsedStats(gvals, payer, pg_over, fam, carc)
 
 
 def _holds_one_date(stats: pd.DataFrame) -> bool:
@@ -253,7 +292,7 @@ def rate_lookup(stats: pd.DataFrame, h: History, t: pd.Timestamp) -> RateLookup:
             v = ps.pg_over.get((pid, g))
             if v is not None:
                 pg[i, j] = v
-    return RateLookup(payer, pg, ps.fam)
+    return RateLookup(payer, pg, ps.fam, ps.carc)
 
 
 def rates_at(h: History, t: pd.Timestamp, stats: pd.DataFrame | None, horizons: Horizons) -> RateLookup:

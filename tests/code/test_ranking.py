@@ -46,8 +46,10 @@ def accounts(n=6, **cols) -> pd.DataFrame:
 
 
 def cfg(**over):
+    """The order by expected net recovery per minute (these tests are its rules; the lift order's are below)."""
     c = load_ranking_config()
     c["exploration_share"] = 0.0
+    c["priority"] = "net_per_minute"
     c.update(over)
     return c
 
@@ -149,3 +151,65 @@ def test_no_open_accounts_and_no_denials_give_empty_lists():
     assert len(out.accounts) == 0 and len(out.denials) == 0
     one = rank(FixedScores([0.5], [100.0]), accounts(1), pd.DataFrame(), cfg(), "m/1", "r").accounts
     assert one["rank"].tolist() == [1]
+
+
+# ----------------------------------------------------------------------------- the lift order (DESIGN.md)
+
+
+def lift_cfg(**over):
+    c = load_ranking_config()
+    assert c["priority"] == "lift"  # the default
+    c["exploration_share"] = 0.0
+    c.update(over)
+    return c
+
+
+def insured(n: int, **cols) -> pd.DataFrame:
+    """Accounts with a claim at a payer that pays in 20 days on average."""
+    base = accounts(n, balance_patient=0.0, balance_insurance=1000.0, pending_adjudication=1.0,
+                    payer_paid_to_billed=0.6, payer_denial_rate=0.1, payer_days_to_pay=20.0, days_claim_waiting=10.0,
+                    claim_rejected_open=0.0, claim_pended_open=0.0, filing_days_left=300.0, open_denial=0.0,
+                    days_since_status_call=np.nan, days_since_last_contact=np.nan, guarantor_id=None)
+    for k, v in cols.items():
+        base[k] = v
+    return base
+
+
+def test_a_claim_in_normal_adjudication_waits_until_its_follow_up_date_and_an_overdue_one_is_called():
+    from serving.lift import overdue_after
+
+    acc = insured(3, days_claim_waiting=[10.0, 90.0, 5.0], claim_pended_open=[0.0, 0.0, 1.0])
+    out = rank(FixedScores([0.9] * 3, [500] * 3), acc, None, lift_cfg(), "m/1", "r").accounts.set_index("account_id")
+    assert out.loc["A002", "next_action"] == "send_information" and out.loc["A000", "rank"] == 3
+    assert out.loc["A001", "next_action"] == "status_call" and out.loc["A001", "expected_lift"] > 0
+    waiting = out.loc["A000"]
+    assert waiting["next_action"] == "wait" and waiting["expected_lift"] == 0 and waiting["priority"] < 0
+    due = float(overdue_after(np.array([20.0]), load_ranking_config()["effects"])[0])
+    assert waiting["follow_up_date"] == AS_OF + pd.Timedelta(days=int(np.ceil(due - 10)))
+    assert pd.isna(out.loc["A001", "follow_up_date"])
+    # a capacity cut never spends minutes on a wait
+    cut = rank(FixedScores([0.9] * 3, [500] * 3), acc, None, lift_cfg(), "m/1", "r", capacity_minutes=600).accounts
+    assert sorted(cut["account_id"]) == ["A001", "A002"]
+
+
+def test_one_contact_covers_a_guarantor_and_its_minutes_are_counted_once():
+    acc = insured(3, balance_insurance=0.0, balance_patient=[300.0, 200.0, 250.0], pending_adjudication=0.0,
+                  guarantor_id=["G1", "G1", "G2"])
+    out = rank(FixedScores([0.2] * 3, [50] * 3), acc, None, lift_cfg(), "m/1", "r").accounts.set_index("account_id")
+    g1 = out.loc[["A000", "A001"]]
+    assert g1["next_action"].nunique() == 1 and g1["next_action"].iloc[0] in ("statement", "patient_call",
+                                                                            "payment_plan_offer")
+    assert g1["priority"].nunique() == 1 and g1.loc["A000", "priority"] > out.loc["A002", "priority"]
+    assert g1.loc["A000", "action_minutes"] > 0 and g1.loc["A001", "action_minutes"] == 0
+    assert (out["guarantor_id"].to_numpy() == np.array(["G1", "G1", "G2"], dtype=object)).all()
+    # each row's lift is its own balance's share: the guarantor's total is counted once
+    assert g1.loc["A000", "expected_lift"] > g1.loc["A001", "expected_lift"] > 0
+
+
+def test_held_accounts_are_not_worked_under_the_lift_order_either():
+    acc = insured(2, balance_insurance=0.0, balance_patient=500.0, pending_adjudication=0.0,
+                  in_bankruptcy=[1.0, 0.0])
+    out = rank(FixedScores([0.2] * 2, [50] * 2), acc, None, lift_cfg(), "m/1", "r").accounts.set_index("account_id")
+    assert out.loc["A000", "next_action"] == "hold" and out.loc["A000", "hold_reason"] == "bankruptcy"
+    assert out.loc["A000", "rank"] == 2 and out.loc["A001", "next_action"] != "hold"
+    assert set(out["propensity"]) == {1.0}
