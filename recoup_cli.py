@@ -205,6 +205,9 @@ def _print_metrics(reports, keys: list[str]) -> None:
         if k in merged:
             table.add_row(k, f"{merged[k]:.4f}")
     Console(stderr=False).print(table)
+    for rep in reports:
+        for text in getattr(rep, "notes", {}).values():
+            typer.echo(f"note: {text}")
 
 
 HEADLINE_METRICS = [
@@ -212,6 +215,9 @@ HEADLINE_METRICS = [
     "recovery_at_20_model", "recovery_at_20_perfect", "recovery_at_20_largest_balance", "recovery_at_20_oldest",
     "recovery_at_20_random", "recovery_at_20_vs_perfect", "overturn_roc_auc", "overturn_ece",
     "overturn_recovery_at_20_model", "overturn_recovery_at_20_perfect", "overturn_recovery_at_20_largest_billed",
+    "lift_captured_at_20", "lift_share_of_oracle_at_20", "lift_share_of_oracle_at_20_expected_recovery",
+    "lift_share_of_oracle_at_20_largest_balance", "lift_share_of_oracle_at_20_random",
+    "premature_claim_work_share_at_20", "premature_claim_work_share_at_20_expected_recovery",
 ]
 
 
@@ -258,12 +264,13 @@ def evaluate(
     ds = _read_or_fail(data, extract_date)
     try:
         model = load_bundle(settings.mlflow.registered_model, model_alias, model_version, tracking_uri)
-        reports = evaluate_model(model, build_snapshots(ds, settings), settings, ds.source)
+        reports = evaluate_model(model, build_snapshots(ds, settings), settings, ds.source, ds)
     except (LookupError, ValueError) as err:
         _fail(str(err))
     if out is not None:
-        for rep in reports:
-            rep.save(out)
+        from training.evaluate import save_reports
+
+        save_reports(reports, out)
         typer.echo(f"wrote the evaluation to {out}")
     _print_metrics(reports, HEADLINE_METRICS)
 

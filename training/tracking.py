@@ -111,6 +111,8 @@ def log_training_run(model, settings: TrainingSettings, fingerprint: dict, repor
                 mlflow.log_figure(fig, f"plots/{fig_name}.png")
             for table_name, df in rep.tables.items():
                 mlflow.log_text(df.to_csv(index=False), f"evaluation/{table_name}.csv")
+            for note_name, text in getattr(rep, "notes", {}).items():
+                mlflow.log_text(text, f"evaluation/notes/{note_name}.txt")
         with tempfile.TemporaryDirectory() as tmp:
             bundle = Path(tmp) / "bundle.pkl"
             with open(bundle, "wb") as f:

@@ -26,6 +26,9 @@ class Snapshots:
     train_dates: list[pd.Timestamp]
     valid_dates: list[pd.Timestamp]
     test_dates: list[pd.Timestamp]
+    # every open denial at the test dates, labelled or not: the lift evaluation ranks them all (the labelled
+    # `denials` keep only worked ones with a complete window)
+    test_open_denials: pd.DataFrame | None = None
 
     def part(self, which: str, kind: str = "accounts") -> pd.DataFrame:
         dates = {"train": self.train_dates, "valid": self.valid_dates, "test": self.test_dates}[which]
@@ -68,6 +71,7 @@ def build_snapshots(ds: Dataset, settings: TrainingSettings) -> Snapshots:
     t0 = time.perf_counter()
     acc, den = snapshot_features(ds, used, horizons=settings.horizons)  # one preparation, one table per date
     acc = acc[acc["label_paid"].notna()].reset_index(drop=True)
+    open_test_denials = den[den["as_of"].isin(test)].reset_index(drop=True)
     den = den[den["label_overturn"].notna()].reset_index(drop=True)
     # a training denial's label window must also end before validation starts
     h2 = pd.Timedelta(days=settings.overturn_horizon_days)
@@ -75,7 +79,7 @@ def build_snapshots(ds: Dataset, settings: TrainingSettings) -> Snapshots:
     den = den[~in_train | (den["denial_date"] + h2 <= valid[0])].reset_index(drop=True)
     log.info("built %d account and %d denial snapshots at %d as-of dates in %.1fs",
              len(acc), len(den), len(used), time.perf_counter() - t0)
-    return Snapshots(acc, den, train, valid, test)
+    return Snapshots(acc, den, train, valid, test, open_test_denials)
 
 
 def effect_snapshots(ds: Dataset, snaps: Snapshots, settings: TrainingSettings) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -162,27 +166,49 @@ def read_truth(source) -> tuple[pd.DataFrame | None, pd.DataFrame | None]:
     return acc, den
 
 
-def evaluate_model(model, snaps: Snapshots, settings: TrainingSettings, source=None) -> list:
-    """Account and denial reports on the test dates (with the perfect ordering when truth exists)."""
-    from training.evaluate import evaluate_accounts, evaluate_denials
+def read_truth_actions(source) -> pd.DataFrame | None:
+    """`_truth/actions` beside a dataset folder (every feasible action's exact lift), when there is one."""
+    from pathlib import Path
+
+    path = Path(str(source)) / "_truth" / "actions.parquet"
+    if "://" in str(source) or not path.exists():
+        return None
+    return pd.read_parquet(path)
+
+
+def evaluate_model(model, snaps: Snapshots, settings: TrainingSettings, source=None, ds: Dataset | None = None,
+                   ranking_cfg: dict | None = None) -> list:
+    """Account and denial reports on the test dates (with the perfect ordering when truth exists), and, where
+    the data has `_truth/actions`, the dollars that the worklist's work brings (`evaluate_lift`, with the
+    ranking configuration `ranking_cfg`, default serving/ranking.yaml)."""
+    from training.evaluate import evaluate_accounts, evaluate_denials, evaluate_lift
 
     truth_acc, truth_den = read_truth(source) if source is not None else (None, None)
-    reports = [evaluate_accounts(model, snaps.part("test"), settings, truth_acc)]
+    test = snaps.part("test")
+    reports = [evaluate_accounts(model, test, settings, truth_acc)]
     den_test = snaps.part("test", "denials")
     if len(den_test):
         reports.append(evaluate_denials(model, den_test, settings, truth_den))
+    truth_actions = read_truth_actions(source) if source is not None else None
+    if truth_actions is not None and len(truth_actions):
+        from serving.ranking import load_ranking_config
+
+        open_denials = snaps.test_open_denials if snaps.test_open_denials is not None else den_test
+        work = ds.tables.get("work") if ds is not None else None
+        reports.append(evaluate_lift(model, test, open_denials, ranking_cfg or load_ranking_config(), truth_actions,
+                                     truth_acc, settings, work))
     return reports
 
 
 def train_and_register(ds: Dataset, settings: TrainingSettings, tracking_uri: str | None = None, report_dir=None):
     """`recoup train`: snapshots, fit, evaluate on the test dates, log and register in MLflow."""
+    from training.evaluate import save_reports
     from training.tracking import log_training_run
 
     model, snaps = train_model(ds, settings)
-    reports = evaluate_model(model, snaps, settings, ds.source)
+    reports = evaluate_model(model, snaps, settings, ds.source, ds)
     if report_dir is not None:
-        for rep in reports:
-            rep.save(report_dir)
+        save_reports(reports, report_dir)
     registered = log_training_run(model, settings, data_fingerprint(ds), reports, synthetic_input_example(model),
                                   tracking_uri)
     return model, snaps, reports, registered

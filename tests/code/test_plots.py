@@ -75,10 +75,10 @@ def test_every_evaluation_figure_of_a_trained_model(small_model):
     from training.train import evaluate_model
 
     model, snaps, ds, cfg = small_model
-    reports = evaluate_model(model, snaps, cfg, ds.source)
+    reports = evaluate_model(model, snaps, cfg, ds.source, ds)
     names = [n for r in reports for n in r.figures]
     assert set(names) >= {"reliability", "recovery_curve", "auc_by_month", "feature_importance",
-                          "denial_recovery_curve"}
+                          "denial_recovery_curve", "lift_qini"}
     for r in reports:
         for name, fig in r.figures.items():
             check_figure(fig, name)
