@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from serving.lift import LIFT_ACTIONS, action_lifts, overdue_after
-from serving.ranking import account_denials, load_ranking_config, prior_lifts, rank
+from serving.ranking import account_denials, load_ranking_config, rank
 
 CFG = load_ranking_config()
 
