@@ -21,7 +21,7 @@ can teach it (an office with no `work` log) and zero where the work cannot chang
   the deadline costs).
 - **statement, patient call, payment-plan offer** on a patient balance: a share of the balance, for a
   person not contacted lately (engagement fades: a second contact soon after the first adds little),
-  less for a person who would pay anyway; a call is not possible after the call limit, a plan not below
+  less for a person already paying; a call is not possible after the call limit, a plan not below
   its minimum balance or while one is active. One contact covers all of a guarantor's balances.
 
 Where the office's logged work identifies an action's effect, the trained effect model
@@ -145,9 +145,16 @@ def action_lifts(acc, p_payment: np.ndarray, denial: dict | None, rules: dict, c
     engage_days = float(cfg["engagement_days"])
     # the share of the effect a new contact still has: the last contact engaged the person with some
     # probability, and that engagement fades
-    engaged = float(cfg["contact_engages"]) * np.exp(-np.nan_to_num(since_contact, nan=np.inf) / engage_days)
-    fresh = 1.0 - engaged
-    would_pay = np.clip(np.nan_to_num(p_payment), 0.0, 1.0)
+    engages = float(cfg["contact_engages"])
+    engaged = engages * np.exp(-np.nan_to_num(since_contact, nan=np.inf) / engage_days)
+    # every other contact of the last 30 days may have engaged the person too (half faded, on average)
+    earlier = np.maximum(_col(acc, "statements_30d", n, 0.0) + _col(acc, "contacts_30d", n, 0.0) - 1.0, 0.0)
+    fresh = (1.0 - engaged) * (1.0 - engages * 0.5) ** earlier
+    # a person already paying (a payment lately, or a plan) needs less pushing; read from what they did,
+    # not from the payment model, whose P(payment) moves with the contact features themselves (a lift
+    # that rose with every call attempt would ask for more calls)
+    paying = (_col(acc, "patient_payments_90d", n, 0.0) > 0) | (_col(acc, "plan_active", n, 0.0) > 0)
+    would_pay = np.where(paying, float(cfg["paying_already_discount"]), 0.0)
     # a contact works through engagement (which a recent contact already raised); a plan offer through
     # the person's accepting it, however recently they were contacted
     unpaid = bal_pat * (1.0 - would_pay)

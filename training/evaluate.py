@@ -557,18 +557,24 @@ def evaluate_lift(model, test_accounts: pd.DataFrame, test_denials: pd.DataFrame
             parts.append(cut[["account_id", "as_of", "next_action", "guarantor_id"]])
         cut = pd.concat(parts, ignore_index=True).rename(columns={"next_action": "action"})
         sc = score_suggestions(cut, ta, tg, minutes_of)
-        flag = premature_claim_work(sc, acc, float(ranking_cfg["effects"]["filing_margin_days"]))
-        early = flag & _before_normal_time(sc, acc, ranking_cfg["effects"])
+        # issue 13's measure: work on a claim still inside its payer's normal adjudication time with no
+        # filing deadline near (near: fewer than the margin's days would be left to refile at the normal
+        # time's end, the ranking's own rule); beside it, all claim work the truth says adds nothing
+        zero = premature_claim_work(sc, acc, float(ranking_cfg["effects"]["filing_margin_days"]))
+        early = zero & _before_normal_time(sc, acc, ranking_cfg["effects"])
+        flag = early & ~_deadline_near_at_normal_time(sc, acc, ranking_cfg["effects"])
         pieces = sc["counted"].to_numpy()
         share = float(flag[pieces].mean()) if pieces.any() else 0.0
         minutes_share = float(sc["minutes"][flag].sum() / max(sc["minutes"].sum(), 1e-9))
         suffix = "" if name == "lift" else f"_{name}"
         m[f"premature_claim_work_share_at_{k_cap}{suffix}"] = share
         m[f"premature_claim_minutes_share_at_{k_cap}{suffix}"] = minutes_share
+        m[f"zero_lift_claim_work_share_at_{k_cap}{suffix}"] = float(zero[pieces].mean()) if pieces.any() else 0.0
         m[f"lift_captured_capacity_{k_cap}{suffix}"] = float(sc["true_lift"].sum())
         prem.append({"ordering": name, "top_percent_minutes": k_cap, "pieces_of_work": int(pieces.sum()),
-                     "premature": int(flag.sum()), "premature_before_normal_time": int(early.sum()),
-                     "premature_overdue_not_lost": int(flag.sum() - early.sum()), "share": share,
+                     "premature": int(flag.sum()), "zero_lift_claim_work": int(zero.sum()),
+                     "zero_lift_before_normal_time": int(early.sum()),
+                     "zero_lift_overdue_not_lost": int(zero.sum() - early.sum()), "share": share,
                      "minutes_share": minutes_share,
                      "true_lift": float(sc["true_lift"].sum()), "minutes": float(sc["minutes"].sum())})
     rep.tables["premature_claim_work"] = pd.DataFrame(prem)
@@ -620,6 +626,20 @@ def _before_normal_time(scored: pd.DataFrame, accounts: pd.DataFrame, effects: d
     waited = pd.to_numeric(f["days_claim_waiting"], errors="coerce").to_numpy(float)
     due = overdue_after(pd.to_numeric(f["payer_days_to_pay"], errors="coerce").to_numpy(float), effects)
     return waited < due
+
+
+def _deadline_near_at_normal_time(scored: pd.DataFrame, accounts: pd.DataFrame, effects: dict) -> np.ndarray:
+    """Rows whose filing deadline would be within the margin by the time the payer's normal adjudication
+    time runs out (then a lost claim found at that time could no longer be refiled: calling now is right)."""
+    from serving.lift import overdue_after
+
+    f = accounts.assign(_day=_day_key(accounts["as_of"]), account_id=accounts["account_id"].astype(str))
+    f = f.drop_duplicates(["account_id", "_day"]).set_index(["account_id", "_day"]).reindex(
+        pd.MultiIndex.from_arrays([scored["account_id"].astype(str).to_numpy(), _day_key(scored["as_of"])]))
+    waited = pd.to_numeric(f["days_claim_waiting"], errors="coerce").to_numpy(float)
+    left = pd.to_numeric(f["filing_days_left"], errors="coerce").to_numpy(float)
+    due = overdue_after(pd.to_numeric(f["payer_days_to_pay"], errors="coerce").to_numpy(float), effects)
+    return left - np.maximum(due - np.nan_to_num(waited), 0) < float(effects["filing_margin_days"])
 
 
 def lift_curve(scored_lists: dict[str, pd.DataFrame], workload: dict[int, float],

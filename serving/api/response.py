@@ -45,6 +45,14 @@ class AccountResult(BaseModel):
     hold_reason: str | None = None
     is_exploration: bool | None = None
     balance: float | None = None
+    expected_if_idle: float | None = Field(None, description="expected dollars in H if nothing is done")
+    expected_lift: float | None = Field(None, description="dollars in H the suggested work adds (lift order)")
+    best_action: str | None = None
+    follow_up_date: dt.date | None = Field(None, description="when to look again, for an account that waits")
+    propensity: float | None = Field(None, description="the probability that the policy listed this row here: "
+                                                       "echo it with POST /work")
+    guarantor_id: str | None = None
+    effect_source: str | None = Field(None, description="learned (from the work log) or prior")
     reasons: list[str] = Field(default_factory=list)
     deadlines: Deadlines = Field(default_factory=Deadlines)
     denials: list[DenialResult] = Field(default_factory=list)
@@ -110,14 +118,17 @@ def account_results(ranked, as_of: dt.date, version: str) -> dict[str, AccountRe
                 "next_action": _s(act), "carc": _s(carc), "appeal_deadline": _d(deadline)})
     names = ("account_id", "rank", "priority", "p_payment", "expected_recovery", "expected_net", "next_action",
              "action_minutes", "hold_reason", "is_exploration", "balance", "reasons", "appeal_deadline",
-             "timely_filing_deadline")
+             "timely_filing_deadline", "expected_if_idle", "expected_lift", "best_action", "follow_up_date",
+             "propensity", "guarantor_id", "effect_source")
     scored: dict[str, AccountResult] = {}
-    for (aid, rk, prio, p, er, net, act, mins, hold, explore, bal, reasons, appeal, tf) in zip(
-            *(_values(acc[c]) for c in names), strict=True):
+    for (aid, rk, prio, p, er, net, act, mins, hold, explore, bal, reasons, appeal, tf, idle, lift, best, follow,
+         prop, guarantor, source) in zip(*(_values(acc[c]) for c in names), strict=True):
         scored[aid] = AccountResult(
             account_id=aid, status="scored", rank=int(rk), priority=_f(prio), p_payment=_f(p),
             expected_recovery=_f(er), expected_net=_f(net), next_action=_s(act), action_minutes=_f(mins),
-            hold_reason=_s(hold), is_exploration=bool(explore), balance=_f(bal), reasons=list(reasons or []),
+            hold_reason=_s(hold), is_exploration=bool(explore), balance=_f(bal), expected_if_idle=_f(idle),
+            expected_lift=_f(lift), best_action=_s(best), follow_up_date=_d(follow), propensity=_f(prop),
+            guarantor_id=_s(guarantor), effect_source=_s(source), reasons=list(reasons or []),
             deadlines={"appeal": _d(appeal), "timely_filing": _d(tf)}, denials=denials.get(aid, []), as_of=as_of,
             model_version=version)
     return scored

@@ -103,3 +103,11 @@ def test_insurance_work_on_a_patient_balance_and_patient_work_on_a_claim_are_not
     pat = [LIFT_ACTIONS.index(a) for a in ("statement", "patient_call", "payment_plan_offer")]
     assert out.feasible[0, pat].all() and not out.feasible[1, pat].any()
     assert not out.feasible[0, LIFT_ACTIONS.index("status_call")]
+
+
+def test_each_earlier_contact_this_month_lowers_what_another_one_adds():
+    acc = rows(balance_insurance=0.0, balance_patient=300.0, pending_adjudication=0.0, days_since_last_contact=10.0,
+               statements_30d=[1.0, 2.0, 4.0, 8.0], contacts_30d=[0.0, 1.0, 1.0, 3.0])
+    for action in ("statement", "patient_call"):
+        lift = lift_of(acc, action)
+        assert (np.diff(lift) < 0).all() and lift[-1] > 0

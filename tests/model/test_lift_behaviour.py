@@ -26,7 +26,7 @@ def _snapshot(small_model, as_of: str = "2025-05-01"):
     return snapshot_features(ds, as_of, stats=model.stats_, with_labels=False)
 
 
-def _lifts(model, acc, den):
+def _lifts(model, acc, den, learned: bool = True):
     from serving.ranking import _dates, _score_denials, column
 
     dscores = model.score_denials(den)
@@ -34,7 +34,7 @@ def _lifts(model, acc, den):
     p = column(model.score_accounts(acc), "p_payment")
     ids, as_of = column(acc, "account_id").astype(object), _dates(acc, "as_of")
     return action_lifts(acc, p, account_denials(ids, as_of, dsc, CFG), CFG["rules"], CFG["effects"],
-                        model.effects_)
+                        model.effects_ if learned else None)
 
 
 @pytest.mark.slow
@@ -78,10 +78,14 @@ def test_more_recent_contact_never_raises_the_lift_of_another_call(small_model):
     calls = []
     for days, attempts in ((60.0, 0.0), (20.0, 1.0), (5.0, 3.0), (1.0, 6.0), (0.0, 7.0)):
         variant = patients.assign(days_since_last_contact=days, call_attempts_7d=attempts, call_attempts_30d=attempts)
-        out = _lifts(model, variant, den.iloc[:0])
         j = LIFT_ACTIONS.index("patient_call")
-        calls.append(np.where(out.feasible[:, j], out.lift[:, j], 0.0))
-    calls = np.array(calls)
+        # the prior, and the same with the learned scale (a scale >= 0 keeps the order; it may be 0 here)
+        for learned in (False, True):
+            out = _lifts(model, variant, den.iloc[:0], learned)
+            calls.append(np.where(out.feasible[:, j], out.lift[:, j], 0.0))
+    calls = np.array(calls).reshape(5, 2, -1).transpose(1, 0, 2)[0], np.array(calls).reshape(5, 2, -1)[:, 1]
+    assert (np.diff(calls[1], axis=0) <= 1e-9).all()
+    calls = calls[0]
     assert (np.diff(calls, axis=0) <= 1e-9).all()
     assert (calls[-1] == 0).all() and (calls[0] > 0).any()  # past the call limit: no call at all
 

@@ -30,11 +30,18 @@ def test_two_runs_agree_with_a_real_model(small_model):
     assert (held == wl["hold_reason"].notna()).all()
     denial_work = wl["next_action"].isin(["appeal", "correct_and_resubmit"])
     assert wl.loc[denial_work, "account_id"].isin(den["account_id"]).all()
-    # a denial is corrected and resubmitted when its CARC group is fixable that way, else appealed
-    groups = den.set_index("claim_id")["carc_group"].reindex(a.denials["claim_id"]).to_numpy()
-    fixable = pd.Series(groups, index=a.denials.index).isin(load_ranking_config()["correct_and_resubmit_groups"])
-    assert fixable.any() and (~fixable).any()
-    assert (a.denials["next_action"] == fixable.map({True: "correct_and_resubmit", False: "appeal"})).all()
+    # a denial is worked the way the office's history shows for its CARC (mostly corrected: corrected), and
+    # by its CARC group where that history is thin
+    cfg = load_ranking_config()
+    d = den.set_index("claim_id").reindex(a.denials["claim_id"])
+    thin = (d["carc_worked"] < cfg["denial_work"]["min_worked"]).to_numpy()
+    by_group = d["carc_group"].isin(cfg["correct_and_resubmit_groups"]).to_numpy()
+    share = d["carc_corrected_share"].fillna(0).to_numpy()
+    one_way = ~thin & (np.minimum(share, 1 - share) * d["carc_worked"].to_numpy() < cfg["denial_work"]["min_each_way"])
+    fix = a.denials["next_action"].to_numpy() == "correct_and_resubmit"
+    assert (~thin).any() and fix.any() and (~fix).any()
+    assert (fix[thin] == by_group[thin]).all()
+    assert (fix[one_way] == (share[one_way] >= 0.5)).all()
     patient_work = wl["next_action"].isin(["bill_patient", "send_to_agency"])
     assert (wl.loc[patient_work, "balance_patient"] > 0).all()
 
