@@ -272,8 +272,10 @@ ranked.accounts[cols].head(15).round(2)
         md('''
 ## Why these accounts
 
-The reasons are the largest TreeSHAP contributions of the expected-recovery model for each row, as
-readable feature names and values (`raises` / `lowers` the expected dollars).
+Each row's reasons say why its work pays, in the office's words: first what to do and what it is
+expected to add (or, for `wait`, until when and why), then the features that drove it. TreeSHAP
+contributions of the expected-recovery model pick which features speak, among those that matter for the
+row's action; the sentences are declared once in `features/reasons.py`.
 '''),
         code('''
 top = ranked.accounts.head(5)

@@ -514,22 +514,15 @@ def _order(cols: Columns, key: str, capacity_minutes: float | None, seed: int,
 # ----------------------------------------------------------------------------- reasons
 
 
-def _format_value(name: str, value) -> str:
-    from features.catalogue import carc_descriptions
-
-    if value is None or value is pd.NA or (isinstance(value, float) and not np.isfinite(value)):
-        return "unknown"
-    if name == "last_denial_carc":
-        desc = carc_descriptions().get(str(value), "")
-        return f"CARC {value}" + (f" ({desc[:80]})" if desc else "")
-    if isinstance(value, float):
-        return f"{value:,.2f}".rstrip("0").rstrip(".") if abs(value) < 1e6 else f"{value:,.0f}"
-    return str(value)
-
-
 def _reasons(model, acc: Table, ranked: Columns, n_rows_: int, top_n: int) -> np.ndarray:
-    """Top TreeSHAP contributions (LightGBM's own) of the expected-recovery model for the first
-    `n_rows_` of the ranked list; other rows get an empty list."""
+    """Reasons in the office's words (`features/reasons.py`) for the first `n_rows_` of the ranked list:
+    the suggested action's sentence, then up to `top_n - 1` sentences on the features that drove it.
+    Those are chosen by the amount model's TreeSHAP contributions (LightGBM's own), strongest first,
+    among the features that speak for the row's action (`ACTION_FEATURES`), or among all features when
+    none of those has anything to say. Other rows get an empty list."""
+    from features.catalogue import DEFAULT_HORIZONS
+    from features.reasons import Values, action_features_mask, explain, reason_keys
+
     n = n_rows(ranked)
     out = np.empty(n, dtype=object)
     for i in range(n):
@@ -542,20 +535,19 @@ def _reasons(model, acc: Table, ranked: Columns, n_rows_: int, top_n: int) -> np
     if (rows < 0).any():
         raise ValueError("ranked rows without their feature row: the features and the scores do not match")
     sub = take(acc, rows)
-    contrib = model.account_contributions(sub)[:, :-1]  # last column is the bias
-    names = model.account_features_
-    order = np.argsort(-np.abs(contrib), axis=1, kind="stable")[:, :top_n]
-    values: dict[int, np.ndarray] = {}
+    strength = np.abs(model.account_contributions(sub)[:, :-1])  # last column is the bias
+    names = list(model.account_features_)
+    actions = ranked["next_action"][first]
+    values = Values(take(ranked, first), sub)  # the ranked row's figures first, then its features
+    # per row, the features in order of strength: those that speak for its action, then all of them
+    # (a feature that contributes nothing is never a reason)
+    relevant = action_features_mask(reason_keys(actions, values), names) & (strength > 0)
+    by_relevant = np.argsort(np.where(relevant, -strength, np.inf), axis=1, kind="stable")
+    by_strength = np.argsort(-strength, axis=1, kind="stable")
+    n_relevant, n_contributing = relevant.sum(axis=1), (strength > 0).sum(axis=1)
+    horizons = getattr(model, "horizons_", DEFAULT_HORIZONS)
     for i, r in enumerate(first):
-        items = []
-        for j in order[i]:
-            c = contrib[i, j]
-            if c == 0:
-                continue
-            name = names[j]
-            if j not in values:
-                values[j] = column(sub, name).astype(object)
-            items.append(f"{'raises' if c > 0 else 'lowers'}: {name.replace('_', ' ')} = "
-                         f"{_format_value(name, values[j][i])}")
-        out[r] = items
+        out[r] = explain(values.row(i), str(actions[i]),
+                         (names[j] for j in by_relevant[i, :n_relevant[i]]),
+                         (names[j] for j in by_strength[i, :n_contributing[i]]), top_n, horizons)
     return out

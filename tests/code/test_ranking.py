@@ -141,8 +141,12 @@ def test_exploration_is_a_seeded_hash_independent_of_partitioning():
 def test_reasons_for_the_top_rows_only():
     acc = accounts(5, balance=[100.0, 200.0, 300.0, 400.0, 500.0])
     out = rank(FixedScores([0.5] * 5, [5, 4, 3, 2, 1]), acc, None, cfg(), "m/1", "r", reasons_rows=2).accounts
-    assert [len(r) for r in out["reasons"]] == [1, 1, 0, 0, 0]
-    assert out["reasons"].iloc[0][0].startswith("raises: balance = 100")
+    # the action's sentence, then the one contributing feature in the office's words
+    assert [len(r) for r in out["reasons"]] == [2, 2, 0, 0, 0]
+    first = out["reasons"].iloc[0]
+    assert out["next_action"].iloc[0] == "call"  # $5 expected against 8 minutes of work
+    assert first[0] == "call about the open balance: expected to bring less than the work costs"
+    assert first[1] == "balance of $100"
 
 
 def test_no_open_accounts_and_no_denials_give_empty_lists():

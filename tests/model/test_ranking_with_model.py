@@ -3,10 +3,13 @@ account's state, and the API's NumPy-column path gives the batch's DataFrame wor
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
 
+from features.reasons import ACTION_SENTENCES
 from serving.ranking import load_ranking_config, rank
 
 
@@ -44,6 +47,16 @@ def test_two_runs_agree_with_a_real_model(small_model):
     assert (fix[one_way] == (share[one_way] >= 0.5)).all()
     patient_work = wl["next_action"].isin(["bill_patient", "send_to_agency"])
     assert (wl.loc[patient_work, "balance_patient"] > 0).all()
+    # reasons for the top 50 rows, in words: the action's sentence first, no raw float or nan anywhere
+    raw = re.compile(r"\d\.\d|\d{5,}|\b(nan|NaN|inf|None|NaT)\b")
+    top = a.accounts[a.accounts["rank"] <= 50]
+    assert (a.accounts.loc[a.accounts["rank"] > 50, "reasons"].map(len) == 0).all()
+    assert top["reasons"].map(len).between(2, 3).mean() > 0.9  # most rows have features that speak
+    for rs, action in zip(top["reasons"], top["next_action"], strict=True):
+        assert 1 <= len(rs) <= 3 and not any(raw.search(s) for s in rs), rs
+        work = {"wait": "nothing to do", "hold": "on hold", "send_to_agency": "send to the collection agency",
+                "write_off": "write off"}.get(action) or ACTION_SENTENCES[action].work
+        assert rs[0].startswith(work), (action, rs[0])
 
 
 @pytest.mark.slow
