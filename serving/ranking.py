@@ -185,7 +185,8 @@ def finalize(model, accounts: Table, scored: Ranked, cfg: dict, model_version: s
     acc["priority"] = np.where(np.isneginf(acc["priority"]), np.nan, acc["priority"])
     n = n_rows(acc)
     n_reasons = n if reasons_rows is None else min(int(reasons_rows), n)
-    acc["reasons"] = _reasons(model, accounts, acc, n_reasons, int(cfg["reasons"]["top_n"]))
+    acc["reasons"] = _reasons(model, accounts, acc, n_reasons, int(cfg["reasons"]["top_n"]),
+                              cfg["reasons"].get("max_trees"))
     den = _order(scored.denials, "claim_id", None, seed) if n_rows(scored.denials) else {}
     if not frames:
         for t in (acc, den):
@@ -300,11 +301,12 @@ def _guarantors(acc: Table, ids: np.ndarray) -> np.ndarray:
 
 
 def _group_sum(keys: np.ndarray, values: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Per row: the sum of `values` (n, k) over the masked rows with the same key (0 outside the mask)."""
-    codes = pd.factorize(keys)[0]
+    """Per row: the sum of `values` (n, k) over the masked rows with the same integer key (0 outside the
+    mask)."""
     out = np.zeros_like(values)
     if not mask.any():
         return out
+    codes = np.unique(keys, return_inverse=True)[1].reshape(-1)
     sums = np.zeros((codes.max() + 1, values.shape[1]))
     np.add.at(sums, codes[mask], values[mask])
     out[mask] = sums[codes[mask]]
@@ -371,7 +373,7 @@ def _score_by_lift(acc: Table, p: np.ndarray, er: np.ndarray, den: Columns | Non
     pat_cols = np.array([a in PATIENT_ACTIONS for a in LIFT_ACTIONS])
     # one contact covers the person: patient work is worth the sum over the guarantor's open balances
     person = lifts.feasible[:, pat_cols].any(axis=1) & ~held
-    key = guarantor.astype(str) + "|" + day_numbers(as_of).astype(str)
+    key = pd.factorize(guarantor)[0].astype(np.int64) * DAY_KEY + day_numbers(as_of)  # (guarantor, as-of)
     value = lifts.lift.copy()
     value[:, pat_cols] = _group_sum(key, lifts.lift[:, pat_cols], person)
     feasible = lifts.feasible.copy()
@@ -389,8 +391,10 @@ def _score_by_lift(acc: Table, p: np.ndarray, er: np.ndarray, den: Columns | Non
     # the guarantor's first account carries the contact's minutes; the others ride along
     on_person = worth & pat_cols[best]
     if on_person.any():
-        first = pd.Series(ids[on_person]).groupby(key[on_person]).transform("min").to_numpy()
-        action_minutes[np.flatnonzero(on_person)[ids[on_person] != first]] = 0.0
+        rows = np.flatnonzero(on_person)
+        by_key = rows[np.lexsort((_id_order(ids[rows]), key[rows]))]  # per guarantor and date, by account id
+        follower = np.r_[False, key[by_key][1:] == key[by_key][:-1]]
+        action_minutes[by_key[follower]] = 0.0
 
     # (a write-off adds no dollars: under this order a small balance waits like any other)
     action = best_action.copy()
@@ -514,7 +518,8 @@ def _order(cols: Columns, key: str, capacity_minutes: float | None, seed: int,
 # ----------------------------------------------------------------------------- reasons
 
 
-def _reasons(model, acc: Table, ranked: Columns, n_rows_: int, top_n: int) -> np.ndarray:
+def _reasons(model, acc: Table, ranked: Columns, n_rows_: int, top_n: int, max_trees: int | None = None
+             ) -> np.ndarray:
     """Reasons in the office's words (`features/reasons.py`) for the first `n_rows_` of the ranked list:
     the suggested action's sentence, then up to `top_n - 1` sentences on the features that drove it.
     Those are chosen by the amount model's TreeSHAP contributions (LightGBM's own), strongest first,
@@ -535,7 +540,7 @@ def _reasons(model, acc: Table, ranked: Columns, n_rows_: int, top_n: int) -> np
     if (rows < 0).any():
         raise ValueError("ranked rows without their feature row: the features and the scores do not match")
     sub = take(acc, rows)
-    strength = np.abs(model.account_contributions(sub)[:, :-1])  # last column is the bias
+    strength = np.abs(model.account_contributions(sub, max_trees)[:, :-1])  # last column is the bias
     names = list(model.account_features_)
     actions = ranked["next_action"][first]
     values = Values(take(ranked, first), sub)  # the ranked row's figures first, then its features

@@ -255,10 +255,14 @@ class RecoupModel:
         out = {"p_overturn": p, "expected_recovery": p * expected_paid}
         return pd.DataFrame(out, index=features.index) if isinstance(features, pd.DataFrame) else out
 
-    def account_contributions(self, features: pd.DataFrame) -> np.ndarray:
-        """TreeSHAP contributions of the amount model (n × (features + 1)), LightGBM's own."""
+    def account_contributions(self, features: pd.DataFrame, max_trees: int | None = None) -> np.ndarray:
+        """TreeSHAP contributions of the amount model (n × (features + 1)), LightGBM's own; with
+        `max_trees`, of its first trees only (boosting fits most of the signal first, and TreeSHAP's
+        cost grows with every tree: what reasons need is which features matter, not every cent)."""
         X = self.account_encoder_.transform(features)
-        return _predict(self.amount_, X, pred_contrib=True)
+        best = self.amount_.best_iteration_ or self.amount_.n_estimators
+        trees = best if not max_trees else min(int(max_trees), best)
+        return self.amount_.booster_.predict(X, num_iteration=trees, num_threads=_threads(X), pred_contrib=True)
 
     def feature_importance(self) -> pd.DataFrame:
         return pd.DataFrame({

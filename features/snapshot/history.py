@@ -11,6 +11,7 @@ blocks compare them with the as-of day, so nothing is looked up ahead.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -181,10 +182,16 @@ class History:
 # ------------------------------------------------------------------ preparation
 
 
-def _empty(name: str, ds: Dataset) -> pd.DataFrame:
-    from features.contract import columns_of
+def _empty(name: str, ds: Dataset):
+    return ds.tables[name] if name in ds.tables else _no_rows(name)
 
-    return ds.tables[name] if name in ds.tables else pd.DataFrame({c: [] for c in columns_of(name)})
+
+@functools.cache
+def _no_rows(name: str):
+    """An absent optional table: its columns with no rows (built once: the API meets it on every request)."""
+    from features.contract import ColumnTable, columns_of
+
+    return ColumnTable({c: np.zeros(0, dtype=object) for c in columns_of(name)})
 
 
 def _prepare(ds: Dataset) -> History:

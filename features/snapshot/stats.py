@@ -120,7 +120,8 @@ def stats_table(h: History, T: int, overturn_horizon_days: int) -> pd.DataFrame:
     }
     # per CARC: how often worked denials were corrected rather than appealed, and how often each won
     # (each kind's rate pulled toward the CARC's own, which is pulled toward the global rate)
-    ccode, carcs = pd.factorize(h.d_carc) if len(h.d_claim) else (np.zeros(0, np.int64), np.zeros(0, object))
+    ccode, carcs = (pd.factorize(h.d_carc, sort=True) if len(h.d_claim)
+                    else (np.zeros(0, np.int64), np.zeros(0, object)))
     nk = len(carcs)
     ck = ccode >= 0
     corr = h.d_corrected if len(h.d_claim) else np.zeros(0, bool)
@@ -140,6 +141,7 @@ def stats_table(h: History, T: int, overturn_horizon_days: int) -> pd.DataFrame:
         "appeal_overturn_rate": (k_app_over + PRIOR_COUNT * k_rate) / (k_app + PRIOR_COUNT),
         "correct_overturn_rate": (k_corr_over + PRIOR_COUNT * k_rate) / (k_corr + PRIOR_COUNT),
     })
+    by_carc = by_carc[by_carc["n_denials"] > 0]  # only CARCs seen by T: the rows themselves are point in time
     keep_p = slice(0, npay)
     keep_pg = slice(0, npay * ng)
     frames = [

@@ -44,6 +44,7 @@ def test_columns_follow_the_catalogue():
         "account_id",
         "as_of",
         *account_feature_names(),
+        "guarantor_id",  # carried beside the features (ACCOUNT_CONTEXT), not a model input
         "label_paid",
         "label_recovered",
     ]
@@ -67,7 +68,14 @@ def test_stats_table_shape_and_smoothing():
     ds = random_history(5, 30).build()
     s = pooled_stats(ds, ["2024-05-01", "2024-08-01"])
     assert list(s.columns) == STATS_COLUMNS
-    assert set(s["level"]) == {"global", "payer", "payer_carc_group", "proc_family"}
+    assert set(s["level"]) == {"global", "payer", "payer_carc_group", "proc_family", "carc"}
+    carc = s[s["level"] == "carc"]
+    # per CARC seen by T: how its worked denials were worked, and each way's (smoothed) overturn rate
+    assert carc["carc"].notna().all() and (carc["n_denials"] > 0).all()
+    assert (carc["n_corrected"] <= carc["n_worked"]).all()
+    for c in ("overturn_rate", "appeal_overturn_rate", "correct_overturn_rate"):
+        assert carc[c].between(0, 1).all(), c
+    s = s[s["level"] != "carc"]
     for c in ("denial_rate", "overturn_rate", "paid_to_billed"):
         assert s[c].between(0, 1).all(), c
     # an empty cell falls back to (about) the global rate, never 0/0

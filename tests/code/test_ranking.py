@@ -26,7 +26,7 @@ class FixedScores:
         p = np.full(len(df), self.po if self.po is not None else 0.5)
         return pd.DataFrame({"p_overturn": p, "expected_recovery": p * df["billed"].to_numpy() * 0.5}, index=df.index)
 
-    def account_contributions(self, df):
+    def account_contributions(self, df, max_trees=None):
         return np.c_[df["balance"].to_numpy(float) / 1000.0, np.zeros(len(df))]
 
 

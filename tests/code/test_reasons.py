@@ -223,7 +223,7 @@ class Contributions:
         p = np.full(len(df), 0.6)
         return pd.DataFrame({"p_overturn": p, "expected_recovery": p * df["billed"].to_numpy() * 0.8}, index=df.index)
 
-    def account_contributions(self, df):
+    def account_contributions(self, df, max_trees=None):
         n = len(df["account_id"])
         return np.c_[np.tile(self.w, (n, 1)), np.zeros(n)]
 
