@@ -342,11 +342,12 @@ def demo(
                        dataset=ds, reasons_rows=20, keep_result=True)
     top = result.ranked.accounts.head(10)
     table = Table(title=f"top of the worklist at {result.as_of.date()} ({result.n_accounts:,} open accounts)")
-    for col in ("rank", "account", "next action", "P(pay 60d)", "expected $", "balance $", "top reason"):
-        table.add_column(col, justify="right" if col not in ("account", "next action", "top reason") else "left")
+    for col in ("rank", "account", "next action", "adds $ (60d)", "if left alone $", "balance $", "why"):
+        table.add_column(col, justify="right" if col not in ("account", "next action", "why") else "left")
     for r in top.itertuples():
-        table.add_row(str(r.rank), r.account_id, r.next_action, f"{r.p_payment:.2f}", f"{r.expected_recovery:,.0f}",
-                      f"{r.balance:,.0f}", (r.reasons[0] if len(r.reasons) else "")[:60])
+        why = r.reasons[1] if len(r.reasons) > 1 else (r.reasons[0] if len(r.reasons) else "")
+        table.add_row(str(r.rank), r.account_id, r.next_action, f"{r.expected_lift:,.0f}", f"{r.expected_if_idle:,.0f}",
+                      f"{r.balance:,.0f}", why[:80])
     console.print(table)
     den = result.ranked.denials.head(5)
     if len(den):
