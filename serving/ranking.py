@@ -180,7 +180,10 @@ def finalize(model, accounts: Table, scored: Ranked, cfg: dict, model_version: s
     """Order the scored rows (`score_rows`' `Columns`: capacity, exploration), add reasons and the run's
     columns."""
     seed, share = int(cfg["exploration_seed"]), float(cfg["exploration_share"])
-    acc = _order(scored.accounts, "account_id", capacity_minutes, seed, share,
+    rows = scored.accounts
+    if cfg["priority"] == "lift" and "held" in rows:
+        rows = _choose_by_lift(rows, cfg)
+    acc = _order(rows, "account_id", capacity_minutes, seed, share,
                  positive_only=cfg["priority"] == "lift")
     acc["priority"] = np.where(np.isneginf(acc["priority"]), np.nan, acc["priority"])
     n = n_rows(acc)
@@ -347,38 +350,63 @@ def account_denials(ids: np.ndarray, as_of: np.ndarray, den: Columns | None, cfg
 
 
 def _score_by_lift(acc: Table, p: np.ndarray, er: np.ndarray, den: Columns | None, cfg: dict, learned) -> Columns:
-    """DESIGN.md's priority: for each feasible action, (lift - minutes x cost per minute - out-of-pocket
-    cost) / minutes, the best action taken; an account where no action adds value waits, with a
-    follow-up date. Holds and call limits as in the other orders; work on the person is valued over
-    all of the guarantor's balances and its minutes are spent once (on the guarantor's first account)."""
-    from serving.lift import LIFT_ACTIONS, PATIENT_ACTIONS, action_lifts
+    """The row-wise half of the lift order: each row's lift and feasibility of every action
+    (`serving.lift`), its holds and clocks, as columns (`lift:<action>`, `feasible:<action>`,
+    `source:<action>`). Choosing the action needs the guarantor's other accounts, which another chunk
+    or partition may hold, so `_choose_by_lift` does it in `finalize`, over every row."""
+    from serving.lift import LIFT_ACTIONS, action_lifts
 
-    rules = cfg["rules"]
     n = n_rows(acc)
     p, er = np.asarray(p, dtype=np.float64), np.asarray(er, dtype=np.float64)
     ids, as_of = column(acc, "account_id").astype(object), _dates(acc, "as_of")
-    balance = _num(acc, "balance")
     bankrupt, fa, plan = (_num(acc, c) > 0 for c in ("in_bankruptcy", "fa_pending", "plan_in_good_standing"))
-    held = bankrupt | fa | plan
     hold_reason = np.full(n, None, dtype=object)
     for mask, why in ((plan, "payment plan in good standing"), (fa, "financial assistance pending"),
                       (bankrupt, "bankruptcy")):
         hold_reason[mask] = why
+    lifts = action_lifts(acc, p, account_denials(ids, as_of, den, cfg), cfg["rules"], cfg["effects"], learned)
+    out = {
+        "account_id": ids, "as_of": as_of, "p_payment": p, "expected_recovery": er, "hold_reason": hold_reason,
+        "held": bankrupt | fa | plan, "balance": _num(acc, "balance"),
+        "appeal_deadline": add_days(as_of, _num(acc, "appeal_deadline_days_left", np.nan)),
+        "timely_filing_deadline": add_days(as_of, _num(acc, "timely_filing_days_left", np.nan)),
+        "guarantor_id": _guarantors(acc, ids), "calls_7d": _num(acc, "call_attempts_7d"),
+        "follow_up_days": np.asarray(lifts.follow_up_days, dtype=np.float64),
+    }
+    for j, a in enumerate(LIFT_ACTIONS):
+        out[f"lift:{a}"] = lifts.lift[:, j]
+        out[f"feasible:{a}"] = lifts.feasible[:, j]
+        out[f"source:{a}"] = np.full(n, lifts.source[a], dtype=object)
+    return out
 
-    lifts = action_lifts(acc, p, account_denials(ids, as_of, den, cfg), rules, cfg["effects"], learned)
 
+def _choose_by_lift(rows: Columns, cfg: dict) -> Columns:
+    """DESIGN.md's priority over every scored row: for each feasible action, (lift - minutes x cost per
+    minute - out-of-pocket cost) / minutes, the best action taken; an account where no action adds value
+    waits, with a follow-up date. Holds and call limits as in the other orders; work on the person is
+    valued over all of the guarantor's balances and its minutes are spent once (on the guarantor's first
+    account), however the rows were chunked."""
+    from serving.lift import LIFT_ACTIONS, PATIENT_ACTIONS
+
+    rules = cfg["rules"]
+    n = n_rows(rows)
+    ids, as_of, held = rows["account_id"], rows["as_of"], rows["held"].astype(bool)
+    lift = np.column_stack([rows[f"lift:{a}"] for a in LIFT_ACTIONS]) if n else np.zeros((0, len(LIFT_ACTIONS)))
+    feasible0 = (np.column_stack([rows[f"feasible:{a}"] for a in LIFT_ACTIONS]).astype(bool) if n
+                 else np.zeros((0, len(LIFT_ACTIONS)), dtype=bool))
     minutes = np.array([float(cfg["actions"][a]["minutes"]) for a in LIFT_ACTIONS])
     fixed = np.array([float(cfg["actions"][a]["cost"]) for a in LIFT_ACTIONS])
-    guarantor = _guarantors(acc, ids)
+    guarantor = rows["guarantor_id"]
     pat_cols = np.array([a in PATIENT_ACTIONS for a in LIFT_ACTIONS])
     # one contact covers the person: patient work is worth the sum over the guarantor's open balances
-    person = lifts.feasible[:, pat_cols].any(axis=1) & ~held
-    key = pd.factorize(guarantor)[0].astype(np.int64) * DAY_KEY + day_numbers(as_of)  # (guarantor, as-of)
-    value = lifts.lift.copy()
-    value[:, pat_cols] = _group_sum(key, lifts.lift[:, pat_cols], person)
-    feasible = lifts.feasible.copy()
-    feasible[:, pat_cols] = _group_sum(key, lifts.feasible[:, pat_cols].astype(float), person) > 0
-    calls = _group_sum(key, _num(acc, "call_attempts_7d")[:, None], person)[:, 0]
+    person = feasible0[:, pat_cols].any(axis=1) & ~held
+    key = (pd.factorize(guarantor)[0].astype(np.int64) * DAY_KEY + day_numbers(as_of) if n
+           else np.zeros(0, np.int64))  # (guarantor, as-of)
+    value = lift.copy()
+    value[:, pat_cols] = _group_sum(key, lift[:, pat_cols], person)
+    feasible = feasible0.copy()
+    feasible[:, pat_cols] = _group_sum(key, feasible0[:, pat_cols].astype(float), person) > 0
+    calls = _group_sum(key, np.asarray(rows["calls_7d"], dtype=np.float64)[:, None], person)[:, 0]
     feasible[:, LIFT_ACTIONS.index("patient_call")] &= ~(calls >= float(rules["max_call_attempts_7d"]))
     per_minute = (value - minutes * cfg["cost_per_minute"] - fixed) / minutes
     per_minute = np.where(feasible & ~held[:, None], per_minute, -np.inf)
@@ -386,13 +414,13 @@ def _score_by_lift(acc: Table, p: np.ndarray, er: np.ndarray, den: Columns | Non
     best_pm = per_minute[np.arange(n), best]
     worth = best_pm > 0
     best_action = np.where(worth, np.array(LIFT_ACTIONS, dtype=object)[best], "wait").astype(object)
-    own_lift = np.where(worth, lifts.lift[np.arange(n), best], 0.0)
+    own_lift = np.where(worth, lift[np.arange(n), best], 0.0)
     action_minutes = np.where(worth, minutes[best], 0.0)
     # the guarantor's first account carries the contact's minutes; the others ride along
     on_person = worth & pat_cols[best]
     if on_person.any():
-        rows = np.flatnonzero(on_person)
-        by_key = rows[np.lexsort((_id_order(ids[rows]), key[rows]))]  # per guarantor and date, by account id
+        r = np.flatnonzero(on_person)
+        by_key = r[np.lexsort((_id_order(ids[r]), key[r]))]  # per guarantor and date, by account id
         follower = np.r_[False, key[by_key][1:] == key[by_key][:-1]]
         action_minutes[by_key[follower]] = 0.0
 
@@ -402,20 +430,22 @@ def _score_by_lift(acc: Table, p: np.ndarray, er: np.ndarray, den: Columns | Non
     best_action[held] = "hold"
     priority = np.where(np.isfinite(best_pm), best_pm, -float(cfg["cost_per_minute"]))
     priority = np.where(held, -np.inf, priority)
-    follow_up = add_days(as_of, np.where(worth | held, np.nan, np.ceil(lifts.follow_up_days)))
+    follow_up = add_days(as_of, np.where(worth | held, np.nan, np.ceil(rows["follow_up_days"])))
     net = own_lift - action_minutes * cfg["cost_per_minute"] - np.where(worth, fixed[best], 0.0)
     explore = (exploration_draw(ids, as_of, int(cfg["exploration_seed"])) < float(cfg["exploration_share"])) & ~held
     explore &= worth  # exploration varies which worthwhile work is done, never sends anyone to a `wait`
-    source = np.array([lifts.source[a] for a in LIFT_ACTIONS], dtype=object)[best]
+    sources = (np.column_stack([rows[f"source:{a}"] for a in LIFT_ACTIONS]) if n
+               else np.zeros((0, len(LIFT_ACTIONS)), dtype=object))
+    source = sources[np.arange(n), best] if n else np.zeros(0, dtype=object)
+    er = rows["expected_recovery"]
     return {
-        "account_id": ids, "as_of": as_of, "priority": priority, "p_payment": p, "expected_recovery": er,
-        "expected_net": net, "next_action": action, "action_minutes": action_minutes, "hold_reason": hold_reason,
-        "appeal_deadline": add_days(as_of, _num(acc, "appeal_deadline_days_left", np.nan)),
-        "timely_filing_deadline": add_days(as_of, _num(acc, "timely_filing_days_left", np.nan)),
-        "balance": balance, "is_exploration": explore, "expected_if_idle": np.maximum(er - own_lift, 0.0),
-        "expected_lift": own_lift, "best_action": best_action, "follow_up_date": follow_up,
-        "propensity": _propensity(explore, cfg), "guarantor_id": guarantor,
-        "effect_source": np.where(worth, source, None).astype(object),
+        "account_id": ids, "as_of": as_of, "priority": priority, "p_payment": rows["p_payment"],
+        "expected_recovery": er, "expected_net": net, "next_action": action, "action_minutes": action_minutes,
+        "hold_reason": rows["hold_reason"], "appeal_deadline": rows["appeal_deadline"],
+        "timely_filing_deadline": rows["timely_filing_deadline"], "balance": rows["balance"],
+        "is_exploration": explore, "expected_if_idle": np.maximum(er - own_lift, 0.0), "expected_lift": own_lift,
+        "best_action": best_action, "follow_up_date": follow_up, "propensity": _propensity(explore, cfg),
+        "guarantor_id": guarantor, "effect_source": np.where(worth, source, None).astype(object),
     }
 
 

@@ -86,7 +86,9 @@ def read_worklist(target: str, as_of=None, kind: str = "accounts") -> pd.DataFra
         table = (table or "worklist") + ("" if kind == "accounts" else f"_{kind}")
         engine = sa.create_engine(url)
         try:
-            query = f"SELECT * FROM {table}" + (" WHERE as_of = :d" if as_of is not None else "")
+            # a table has no row order of its own: the list's order is (as_of, rank)
+            query = (f"SELECT * FROM {table}" + (" WHERE as_of = :d" if as_of is not None else "")
+                     + (' ORDER BY as_of, "rank"' if kind in ("accounts", "denials") else ""))
             with engine.connect() as conn:
                 df = pd.read_sql(sa.text(query), conn,
                                  params={"d": pd.Timestamp(as_of).date()} if as_of is not None else None)

@@ -125,7 +125,10 @@ def test_arena_cli_help_and_a_tiny_run(benv, tmp_path):
     assert run.returncode == 0, run.stderr[-2000:]
     rows = json.loads((out / "arena.json").read_text())
     assert [r["policy"] for r in rows] == ["nothing", "largest_balance", "oldest", "random", "expected_recovery",
-                                          "oracle"]
+                                          "lift", "oracle"]
+    by = {r["policy"]: r for r in rows}
+    # the lift order spends its minutes where work pays: more dollars because of work per minute used
+    assert by["lift"]["dollars_per_hour_worked"] >= by["expected_recovery"]["dollars_per_hour_worked"]
     assert (out / "cumulative.png").exists() and (out / "daily.csv").exists()
     bad = subprocess.run([sys.executable, "-m", "recoup_cli", "arena", str(tmp_path), "--out", str(out)],
                          capture_output=True, text=True)
