@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import datetime as dt
 import json
 import os
 import socket
@@ -90,29 +89,6 @@ _HISTORY_TABLES = ("claims", "claim_lines", "remittances", "appeals", "adjustmen
 _GROUP_KEYS = {"accounts": "account_id", "claims": "account_id", "claim_lines": "claim_id",
                "remittances": "claim_id", "appeals": "claim_id", "adjustments": "remit_id",
                "transactions": "account_id", "activities": "account_id", "payers": "payer_id"}
-
-
-def _records(df: pd.DataFrame, name: str) -> list[dict]:
-    """`history_from_dataset`'s rows to JSON records, value by value the same conversion."""
-    from features.contract.tables import TABLES
-
-    cols = [c for c in df.columns if c in TABLES[name].columns]
-    out = []
-    for row in df[cols].itertuples(index=False, name=None):
-        rec = {}
-        for c, v in zip(cols, row, strict=True):
-            if v is None or v is pd.NA or (isinstance(v, float) and np.isnan(v)) or v is pd.NaT:
-                rec[c] = None
-            elif isinstance(v, (pd.Timestamp, dt.date)):
-                rec[c] = v.strftime("%Y-%m-%d")
-            elif isinstance(v, np.integer):
-                rec[c] = int(v)
-            elif isinstance(v, np.floating):
-                rec[c] = float(v)
-            else:
-                rec[c] = v
-        out.append(rec)
-    return out
 
 
 class _Groups:
@@ -188,6 +164,8 @@ class _Histories:
 
     def body(self, account_ids, as_of) -> dict:
         """`history_from_dataset(ds, account_ids, as_of)`."""
+        from serving.api.request import table_records
+
         pos = [self.positions(a) for a in account_ids]
         names = ("accounts", *_HISTORY_TABLES, "payers")
         recs: dict[str, list[list[dict]]] = {}
@@ -196,8 +174,8 @@ class _Histories:
                 recs[name] = [[] for _ in pos]
                 continue
             sizes = [len(p[name]) for p in pos]
-            flat = _records(self.tables[name].iloc[np.concatenate([p[name] for p in pos]) if pos else _EMPTY],
-                            name)
+            rows = self.tables[name].iloc[np.concatenate([p[name] for p in pos]) if pos else _EMPTY]
+            flat = table_records(rows, name)
             bounds = np.cumsum([0, *sizes])
             recs[name] = [flat[bounds[i]:bounds[i + 1]] for i in range(len(pos))]
         histories = []

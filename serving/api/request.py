@@ -297,29 +297,31 @@ def build_dataset(req: ScoreRequest) -> Dataset:
     return Dataset({t: _table(t, r) for t, r in rows.items()}, extract_date=parse_as_of(req.as_of), source="api")
 
 
+def table_records(df: pd.DataFrame, name: str) -> list[dict]:
+    """Rows of the contract table `name` as JSON records (its own columns only; dates as ISO strings,
+    missing values as None): a request body's rows."""
+    cols = [c for c in df.columns if c in TABLES[name].columns]
+    out = []
+    for row in df[cols].itertuples(index=False, name=None):
+        rec = {}
+        for c, v in zip(cols, row, strict=True):
+            if v is None or v is pd.NA or (isinstance(v, float) and np.isnan(v)) or v is pd.NaT:
+                rec[c] = None
+            elif isinstance(v, (pd.Timestamp, dt.date)):
+                rec[c] = v.strftime("%Y-%m-%d")
+            elif isinstance(v, np.integer):
+                rec[c] = int(v)
+            elif isinstance(v, np.floating):
+                rec[c] = float(v)
+            else:
+                rec[c] = v
+        out.append(rec)
+    return out
+
+
 def history_from_dataset(ds: Dataset, account_ids, as_of) -> dict:
     """A request body (`{"as_of", "accounts": [...]}`) made of a dataset's rows for some accounts:
     the inverse of `build_dataset`, for clients, tests and benchmarks."""
-
-    def records(df: pd.DataFrame) -> list[dict]:
-        cols = [c for c in df.columns if c in TABLES[name].columns]
-        out = []
-        for row in df[cols].itertuples(index=False, name=None):
-            rec = {}
-            for c, v in zip(cols, row, strict=True):
-                if v is None or v is pd.NA or (isinstance(v, float) and np.isnan(v)) or v is pd.NaT:
-                    rec[c] = None
-                elif isinstance(v, (pd.Timestamp, dt.date)):
-                    rec[c] = v.strftime("%Y-%m-%d")
-                elif isinstance(v, np.integer):
-                    rec[c] = int(v)
-                elif isinstance(v, np.floating):
-                    rec[c] = float(v)
-                else:
-                    rec[c] = v
-            out.append(rec)
-        return out
-
     wanted = list(account_ids)
     t = ds.tables
     by_acct = {n: t[n].groupby("account_id", sort=False).indices for n in ("accounts", "claims", "transactions",
@@ -327,24 +329,18 @@ def history_from_dataset(ds: Dataset, account_ids, as_of) -> dict:
     histories = []
     for a in wanted:
         h: dict = {}
-        name = "accounts"
-        acc = t["accounts"].iloc[by_acct["accounts"][a]]
-        h["account"] = records(acc)[0]
-        name = "claims"
+        h["account"] = table_records(t["accounts"].iloc[by_acct["accounts"][a]], "accounts")[0]
         cl = t["claims"].iloc[by_acct["claims"].get(a, [])]
-        h["claims"] = records(cl)
+        h["claims"] = table_records(cl, "claims")
         cids = set(cl["claim_id"])
         for name in ("claim_lines", "remittances", "appeals"):
-            df = t[name]
-            h[name] = records(df[df["claim_id"].isin(cids)]) if name in t else []
+            h[name] = table_records(t[name][t[name]["claim_id"].isin(cids)], name) if name in t else []
         rids = {r["remit_id"] for r in h["remittances"]}
-        name = "adjustments"
-        h["adjustments"] = records(t["adjustments"][t["adjustments"]["remit_id"].isin(rids)])
+        h["adjustments"] = table_records(t["adjustments"][t["adjustments"]["remit_id"].isin(rids)], "adjustments")
         for name in ("transactions", "activities"):
-            h[name] = records(t[name].iloc[by_acct[name].get(a, [])]) if name in t else []
+            h[name] = table_records(t[name].iloc[by_acct[name].get(a, [])], name) if name in t else []
         pids = {h["account"]["primary_payer_id"]} | {c["payer_id"] for c in h["claims"]} | {
             x["payer_id"] for x in h["transactions"]}
-        name = "payers"
-        h["payers"] = records(t["payers"][t["payers"]["payer_id"].isin(pids - {None})])
+        h["payers"] = table_records(t["payers"][t["payers"]["payer_id"].isin(pids - {None})], "payers")
         histories.append(h)
     return {"as_of": pd.Timestamp(as_of).strftime("%Y-%m-%d"), "accounts": histories}
