@@ -14,30 +14,18 @@ import pytest
 from features.contract import TABLES, read_dataset, validate_dataset
 from tests.killpoint import kill_when
 from tests.paths import REPO
+from tests.postgres import scratch_database
 from tests.worklists import AS_OF, assert_worklists_equal
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
-SERVER = "postgresql://postgres@127.0.0.1:5432"
 
 
 @pytest.fixture(scope="module")
 def pg_db():
     """A database of its own for this test run (recoup_test_<pid>), dropped afterwards."""
-    sa = pytest.importorskip("sqlalchemy")
-    name = f"recoup_test_{os.getpid()}"
-    admin = sa.create_engine(f"{SERVER}/postgres", isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name}")
-            conn.exec_driver_sql(f"CREATE DATABASE {name}")
-    except sa.exc.OperationalError as err:
-        admin.dispose()
-        pytest.skip(f"PostgreSQL is not running at {SERVER}: {err}")
-    yield f"{SERVER}/{name}"
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-    admin.dispose()
+    with scratch_database("recoup_test") as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,6 @@ writers in separate processes serialized (a folder's lock file, PostgreSQL's adv
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 
@@ -16,11 +15,11 @@ import pytest
 from features.contract import ContractError, KeyConflict, record_work, write_dataset
 from tests.builders import random_history
 from tests.paths import REPO
+from tests.postgres import scratch_database
 from tests.servers import recoup_serve, service_env
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
-SERVER = "postgresql://postgres@127.0.0.1:5432"
 TOKEN = "work-token-1"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
@@ -28,23 +27,10 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 @pytest.fixture(scope="module")
 def pg_work():
     """A database of its own (recoup_work_<pid>) holding a small dataset's tables, dropped afterwards."""
-    sa = pytest.importorskip("sqlalchemy")
-    name = f"recoup_work_{os.getpid()}"
-    admin = sa.create_engine(f"{SERVER}/postgres", isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name}")
-            conn.exec_driver_sql(f"CREATE DATABASE {name}")
-    except sa.exc.OperationalError as err:
-        admin.dispose()
-        pytest.skip(f"PostgreSQL is not running at {SERVER}: {err}")
-    url = f"{SERVER}/{name}"
-    ds = random_history(3, n_accounts=8).build()
-    write_dataset(ds, url)  # no work table: the first append creates it
-    yield url, ds
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-    admin.dispose()
+    with scratch_database("recoup_work") as url:
+        ds = random_history(3, n_accounts=8).build()
+        write_dataset(ds, url)  # no work table: the first append creates it
+        yield url, ds
 
 
 def _rows(ds, prefix: str, n: int = 4, **changes) -> pd.DataFrame:
