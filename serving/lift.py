@@ -83,6 +83,17 @@ def overdue_after(mean_days: np.ndarray, cfg: dict) -> np.ndarray:
     return gamma.ppf(float(cfg["overdue_quantile"]), shape, scale=mean / shape)
 
 
+def claim_clock(waited: np.ndarray, mean_days: np.ndarray, filing_left: np.ndarray, cfg: dict
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For claims unanswered after `waited` days: the day their payer's normal time runs out (`due`,
+    days after submission), whether it has (`overdue`), and whether the filing limit would be within
+    the margin by then (`deadline_near`: a lost claim found at that time could no longer be refiled)."""
+    due = overdue_after(mean_days, cfg)
+    overdue = waited >= due
+    deadline_near = filing_left - np.maximum(due - np.nan_to_num(waited), 0) < float(cfg["filing_margin_days"])
+    return due, overdue, deadline_near
+
+
 def action_lifts(acc, p_payment: np.ndarray, denial: dict | None, rules: dict, cfg: dict,
                  learned=None) -> Lifts:
     """The lifts of every `LIFT_ACTIONS` action for the account rows `acc` (features as
@@ -120,12 +131,10 @@ def action_lifts(acc, p_payment: np.ndarray, denial: dict | None, rules: dict, c
 
     waited = _col(acc, "days_claim_waiting", n)
     payer_days = _col(acc, "payer_days_to_pay", n)
-    due = overdue_after(payer_days, cfg)
+    due, overdue, deadline_near = claim_clock(waited, payer_days, filing_left, cfg)
     recently_called = _col(acc, "days_since_status_call", n) <= float(cfg["status_call_recall_days"])
     plain_wait = pending & ~rejected & ~pended & np.isfinite(waited)
-    # the filing deadline is near when a lost claim found at the follow-up could no longer be refiled
-    deadline_near = filing_left - np.maximum(due - np.nan_to_num(waited), 0) < float(cfg["filing_margin_days"])
-    call_now = plain_wait & ((waited >= due) | deadline_near) & ~recently_called
+    call_now = plain_wait & (overdue | deadline_near) & ~recently_called
     j = col["status_call"]
     F[:, j] = pending | (_col(acc, "open_denial", n, 0.0) > 0)
     L[:, j] = np.where(call_now & timely, p_lost(waited, payer_days, cfg) * value_ins * (1 - deny), 0.0)

@@ -561,8 +561,9 @@ def evaluate_lift(model, test_accounts: pd.DataFrame, test_denials: pd.DataFrame
         # filing deadline near (near: fewer than the margin's days would be left to refile at the normal
         # time's end, the ranking's own rule); beside it, all claim work the truth says adds nothing
         zero = premature_claim_work(sc, acc, float(ranking_cfg["effects"]["filing_margin_days"]))
-        early = zero & _before_normal_time(sc, acc, ranking_cfg["effects"])
-        flag = early & ~_deadline_near_at_normal_time(sc, acc, ranking_cfg["effects"])
+        before_normal_time, deadline_near = _claim_clock(sc, acc, ranking_cfg["effects"])
+        early = zero & before_normal_time
+        flag = early & ~deadline_near
         pieces = sc["counted"].to_numpy()
         share = float(flag[pieces].mean()) if pieces.any() else 0.0
         minutes_share = float(sc["minutes"][flag].sum() / max(sc["minutes"].sum(), 1e-9))
@@ -599,14 +600,7 @@ def premature_claim_work(scored: pd.DataFrame, accounts: pd.DataFrame, filing_ma
     adjudicating in its normal time: the truth says the work adds nothing, the claim sits at the payer (no
     rejection or pend open; or an appeal under review), and no filing deadline is near (within the margin
     the ranking itself allows)."""
-    feats = accounts.assign(_day=_day_key(accounts["as_of"]), account_id=accounts["account_id"].astype(str))
-    feats = feats.drop_duplicates(["account_id", "_day"]).set_index(["account_id", "_day"])
-    key = pd.MultiIndex.from_arrays([scored["account_id"].astype(str).to_numpy(), _day_key(scored["as_of"])])
-    f = feats.reindex(key)
-
-    def num(c: str) -> np.ndarray:
-        return pd.to_numeric(f[c], errors="coerce").to_numpy(float) if c in f else np.full(len(f), np.nan)
-
+    num = _features_of(scored, accounts)
     at_payer = (((num("pending_adjudication") > 0) & ~(num("claim_rejected_open") > 0)
                  & ~(num("claim_pended_open") > 0)) | (num("pending_appeal") > 0))
     deadline_near = num("filing_days_left") < filing_margin_days  # NaN (no limit) is never near
@@ -614,32 +608,31 @@ def premature_claim_work(scored: pd.DataFrame, accounts: pd.DataFrame, filing_ma
             & scored["feasible"].to_numpy() & (scored["true_lift"].to_numpy() <= 1e-9) & at_payer & ~deadline_near)
 
 
-def _before_normal_time(scored: pd.DataFrame, accounts: pd.DataFrame, effects: dict) -> np.ndarray:
-    """Rows whose claim has waited less than its payer's normal adjudication time (the ranking's own
-    `overdue_after`): with `premature_claim_work`, the calls made early for a filing deadline that would be
-    near by then, as against calls on overdue claims the payer had not lost."""
-    from serving.lift import overdue_after
+def _features_of(scored: pd.DataFrame, accounts: pd.DataFrame):
+    """A reader of each scored row's own feature values (by account and date): `num(column)` gives them
+    as floats, NaN where the column or the row is missing."""
+    feats = accounts.assign(_day=_day_key(accounts["as_of"]), account_id=accounts["account_id"].astype(str))
+    feats = feats.drop_duplicates(["account_id", "_day"]).set_index(["account_id", "_day"])
+    f = feats.reindex(pd.MultiIndex.from_arrays([scored["account_id"].astype(str).to_numpy(),
+                                                 _day_key(scored["as_of"])]))
 
-    f = accounts.assign(_day=_day_key(accounts["as_of"]), account_id=accounts["account_id"].astype(str))
-    f = f.drop_duplicates(["account_id", "_day"]).set_index(["account_id", "_day"]).reindex(
-        pd.MultiIndex.from_arrays([scored["account_id"].astype(str).to_numpy(), _day_key(scored["as_of"])]))
-    waited = pd.to_numeric(f["days_claim_waiting"], errors="coerce").to_numpy(float)
-    due = overdue_after(pd.to_numeric(f["payer_days_to_pay"], errors="coerce").to_numpy(float), effects)
-    return waited < due
+    def num(c: str) -> np.ndarray:
+        return pd.to_numeric(f[c], errors="coerce").to_numpy(float) if c in f else np.full(len(f), np.nan)
+
+    return num
 
 
-def _deadline_near_at_normal_time(scored: pd.DataFrame, accounts: pd.DataFrame, effects: dict) -> np.ndarray:
-    """Rows whose filing deadline would be within the margin by the time the payer's normal adjudication
-    time runs out (then a lost claim found at that time could no longer be refiled: calling now is right)."""
-    from serving.lift import overdue_after
+def _claim_clock(scored: pd.DataFrame, accounts: pd.DataFrame, effects: dict) -> tuple[np.ndarray, np.ndarray]:
+    """Per scored row, as the ranking reads its claim (`serving.lift.claim_clock`): whether the claim has
+    waited less than its payer's normal adjudication time, and whether the filing deadline would be near
+    by the time it runs out. With `premature_claim_work` the first tells the calls made early for such a
+    deadline from calls on overdue claims the payer had not lost."""
+    from serving.lift import claim_clock
 
-    f = accounts.assign(_day=_day_key(accounts["as_of"]), account_id=accounts["account_id"].astype(str))
-    f = f.drop_duplicates(["account_id", "_day"]).set_index(["account_id", "_day"]).reindex(
-        pd.MultiIndex.from_arrays([scored["account_id"].astype(str).to_numpy(), _day_key(scored["as_of"])]))
-    waited = pd.to_numeric(f["days_claim_waiting"], errors="coerce").to_numpy(float)
-    left = pd.to_numeric(f["filing_days_left"], errors="coerce").to_numpy(float)
-    due = overdue_after(pd.to_numeric(f["payer_days_to_pay"], errors="coerce").to_numpy(float), effects)
-    return left - np.maximum(due - np.nan_to_num(waited), 0) < float(effects["filing_margin_days"])
+    num = _features_of(scored, accounts)
+    waited = num("days_claim_waiting")
+    due, _, deadline_near = claim_clock(waited, num("payer_days_to_pay"), num("filing_days_left"), effects)
+    return waited < due, deadline_near
 
 
 def lift_curve(scored_lists: dict[str, pd.DataFrame], workload: dict[int, float],

@@ -106,8 +106,8 @@ def test_premature_claim_work_is_useless_claim_work_at_the_payer_with_no_deadlin
     # A1: nothing to gain, at the payer, deadline far; A3: its filing deadline is near; A2: the payer lost it;
     # D1: a call about a denial is useless but not "at the payer"
     assert flags.tolist() == [True, False, False, False, False]
-    effects = {"adjudication_shape": 3, "default_days_to_pay": 30, "overdue_quantile": 0.95}
-    assert ev._before_normal_time(scored, feats, effects).tolist()[:3] == [True, True, False]
+    effects = {"adjudication_shape": 3, "default_days_to_pay": 30, "overdue_quantile": 0.95, "filing_margin_days": 30}
+    assert ev._claim_clock(scored, feats, effects)[0].tolist()[:3] == [True, True, False]
 
 
 def test_obvious_action_from_what_the_office_sees():
