@@ -289,11 +289,15 @@ def _days_left(name: str, left: str, passed: str) -> Template:
     return Template(say)
 
 
+def _since_contact(x: float) -> str:
+    return f"no statement or contact in {days(x)}" if x >= 30 else f"last statement or contact {days(x)} ago"
+
+
 def _contact_tail(r: Row) -> str:
     x = r.num("days_since_last_contact")
     if not _ok(x) or not r.fresh("days_since_last_contact"):
         return ""
-    return f"; no statement or contact in {days(x)}" if x >= 30 else f"; last statement or contact {days(x)} ago"
+    return "; " + _since_contact(x)
 
 
 def _say_patient_balance(r: Row) -> str | None:
@@ -312,7 +316,7 @@ def _say_last_contact(r: Row) -> str | None:
     x = r.num("days_since_last_contact")
     if not _ok(x):
         return "no statement or contact yet"
-    return f"no statement or contact in {days(x)}" if x >= 30 else f"last statement or contact {days(x)} ago"
+    return _since_contact(x)
 
 
 def _say_waiting(r: Row) -> str | None:
@@ -339,20 +343,22 @@ def _filing_tail(r: Row) -> str:
     return f"; {days(x)} left to file" if x >= 0 else f"; the filing limit passed {days(x)} ago"
 
 
+def _when(r: Row, name: str) -> str:
+    """' N days ago' from the day count `name`, or nothing when it is unknown."""
+    x = r.num(name)
+    return f" {days(x)} ago" if _ok(x) else ""
+
+
 def _say_rejected(r: Row) -> str | None:
     if not r.flag("claim_rejected_open"):
         return None
-    x = r.num("days_since_rejection")
-    when = f" {days(x)} ago" if _ok(x) else ""
-    return f"rejected at the payer's front door{when} and not resubmitted{_filing_tail(r)}"
+    return f"rejected at the payer's front door{_when(r, 'days_since_rejection')} and not resubmitted{_filing_tail(r)}"
 
 
 def _say_pended(r: Row) -> str | None:
     if not r.flag("claim_pended_open"):
         return None
-    x = r.num("days_pended")
-    when = f" {days(x)} ago" if _ok(x) else ""
-    return f"the payer pended the claim{when} waiting for information"
+    return f"the payer pended the claim{_when(r, 'days_pended')} waiting for information"
 
 
 def _say_status_calls(r: Row) -> str | None:

@@ -303,13 +303,12 @@ def _guarantors(acc: Table, ids: np.ndarray) -> np.ndarray:
     return np.where(pd.isna(g), ids, g).astype(object)
 
 
-def _group_sum(keys: np.ndarray, values: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Per row: the sum of `values` (n, k) over the masked rows with the same integer key (0 outside the
+def _group_sum(codes: np.ndarray, values: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Per row: the sum of `values` (n, k) over the masked rows with the same group code (0 outside the
     mask)."""
     out = np.zeros_like(values)
     if not mask.any():
         return out
-    codes = np.unique(keys, return_inverse=True)[1].reshape(-1)
     sums = np.zeros((codes.max() + 1, values.shape[1]))
     np.add.at(sums, codes[mask], values[mask])
     out[mask] = sums[codes[mask]]
@@ -402,11 +401,12 @@ def _choose_by_lift(rows: Columns, cfg: dict) -> Columns:
     person = feasible0[:, pat_cols].any(axis=1) & ~held
     key = (pd.factorize(guarantor)[0].astype(np.int64) * DAY_KEY + day_numbers(as_of) if n
            else np.zeros(0, np.int64))  # (guarantor, as-of)
+    group = np.unique(key, return_inverse=True)[1].reshape(-1)  # the same, as codes from 0
     value = lift.copy()
-    value[:, pat_cols] = _group_sum(key, lift[:, pat_cols], person)
+    value[:, pat_cols] = _group_sum(group, lift[:, pat_cols], person)
     feasible = feasible0.copy()
-    feasible[:, pat_cols] = _group_sum(key, feasible0[:, pat_cols].astype(float), person) > 0
-    calls = _group_sum(key, np.asarray(rows["calls_7d"], dtype=np.float64)[:, None], person)[:, 0]
+    feasible[:, pat_cols] = _group_sum(group, feasible0[:, pat_cols].astype(float), person) > 0
+    calls = _group_sum(group, np.asarray(rows["calls_7d"], dtype=np.float64)[:, None], person)[:, 0]
     feasible[:, LIFT_ACTIONS.index("patient_call")] &= ~(calls >= float(rules["max_call_attempts_7d"]))
     per_minute = (value - minutes * cfg["cost_per_minute"] - fixed) / minutes
     per_minute = np.where(feasible & ~held[:, None], per_minute, -np.inf)

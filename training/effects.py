@@ -57,6 +57,11 @@ class ActionEffect:
     mean_prior: float     # weighted mean prior lift per treated snapshot, dollars
 
 
+def _prior(action: str, n_treated: int, why: str) -> ActionEffect:
+    """An action the log does not identify: it keeps its prior (scale 1), and says why."""
+    return ActionEffect(action, n_treated, 1.0, np.nan, False, why, np.nan, np.nan)
+
+
 def treatments(snapshots: pd.DataFrame, work: pd.DataFrame | None, window_days: int) -> pd.DataFrame:
     """Per snapshot (rows of `snapshots`, with `account_id`, `as_of`): the first logged work on the
     account in (as_of, as_of + window] (`action`, its `propensity`), `idle` when none. Only the window
@@ -104,7 +109,7 @@ class EffectModel:
         self.idle_model_ = None
         if work is None or not len(work) or idle.all():
             for a in self.actions_:
-                self.effects_[a] = ActionEffect(a, 0, 1.0, np.nan, False, "no work log", np.nan, np.nan)
+                self.effects_[a] = _prior(a, 0, "no work log")
             return self
         X = encoder.transform(features)
         idle_v = arm_v["action"].to_numpy(dtype=object) == "idle"
@@ -136,19 +141,16 @@ class EffectModel:
         st = self.settings
         n = int(treated.sum())
         if n < st.min_treated:
-            return ActionEffect(action, n, 1.0, np.nan, False, f"{n} treated snapshots (< {st.min_treated})",
-                                np.nan, np.nan)
+            return _prior(action, n, f"{n} treated snapshots (< {st.min_treated})")
         p = propensity[treated]
         if not (p < 1.0).any():
-            return ActionEffect(action, n, 1.0, np.nan, False, "the office never varied it (propensity 1)",
-                                np.nan, np.nan)
+            return _prior(action, n, "the office never varied it (propensity 1)")
         # the chance that the office chose this work at least once in the window, from its daily probability
         p_window = 1.0 - (1.0 - np.clip(p, 0, 1)) ** st.window_days
         w = 1.0 / np.clip(p_window, st.min_propensity, 1.0)
         r, q = realised[treated], prior[treated]
         if (w * q).sum() <= 0:
-            return ActionEffect(action, n, 1.0, np.nan, False, "the prior gives these snapshots no lift",
-                                np.nan, np.nan)
+            return _prior(action, n, "the prior gives these snapshots no lift")
         lo, hi = st.scale_bounds
         scale = float(np.clip((w * r).sum() / (w * q).sum(), lo, hi))
         boot = []
