@@ -346,9 +346,15 @@ def demo(
         table.add_column(col, justify="right" if col not in ("account", "next action", "why") else "left")
     for r in top.itertuples():
         why = r.reasons[1] if len(r.reasons) > 1 else (r.reasons[0] if len(r.reasons) else "")
-        table.add_row(str(r.rank), r.account_id, r.next_action, f"{r.expected_lift:,.0f}", f"{r.expected_if_idle:,.0f}",
-                      f"{r.balance:,.0f}", why[:80])
+        if r.action_minutes == 0 and r.expected_lift > 0:  # rides on the contact its guarantor already gets
+            why = "done with the contact on the guarantor's other account; " + why
+        action = f"{r.next_action} (random)" if r.is_exploration else r.next_action
+        table.add_row(str(r.rank), r.account_id, action, f"{r.expected_lift:,.0f}", f"{r.expected_if_idle:,.0f}",
+                      f"{r.balance:,.0f}", why[:90])
     console.print(table)
+    if top["is_exploration"].any():
+        console.print("(random): drawn for the exploration share, at a random place in the list, so that the office "
+                      "learns what work adds where the order would not send it")
     den = result.ranked.denials.head(5)
     if len(den):
         console.print("top denials: " + ", ".join(
