@@ -346,8 +346,8 @@ def demo(
         table.add_column(col, justify="right" if col not in ("account", "next action", "why") else "left")
     for r in top.itertuples():
         why = r.reasons[1] if len(r.reasons) > 1 else (r.reasons[0] if len(r.reasons) else "")
-        if r.action_minutes == 0 and r.expected_lift > 0:  # rides on the contact its guarantor already gets
-            why = "done with the contact on the guarantor's other account; " + why
+        if r.next_action == "covered":  # rides on the contact its guarantor already gets: the first reason says so
+            why = r.reasons[0] if len(r.reasons) else why
         action = f"{r.next_action} (random)" if r.is_exploration else r.next_action
         table.add_row(str(r.rank), r.account_id, action, f"{r.expected_lift:,.0f}", f"{r.expected_if_idle:,.0f}",
                       f"{r.balance:,.0f}", why[:90])

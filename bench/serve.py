@@ -204,7 +204,16 @@ def _request_bodies(ds, open_ids: list[str], as_of) -> dict:
         wl_ids += [a for a in sorted(ds["accounts"]["account_id"]) if a not in open_set][:1000 - len(wl_ids)]
     worklist = json.dumps(hist.body(wl_ids, as_of)).encode()
     t3 = time.perf_counter()
+    # a guarantor's accounts together (up to 10; the person with the most open accounts, then the most accounts)
+    acc = ds["accounts"]
+    person = acc["guarantor_id"].where(acc["guarantor_id"].notna(), acc["patient_id"]) if "guarantor_id" in acc \
+        else acc["patient_id"]
+    size = pd.DataFrame({"g": person.to_numpy(), "open": acc["account_id"].isin(open_set).to_numpy()}).groupby("g").agg(
+        open=("open", "sum"), n=("open", "size")).sort_values(["open", "n"], ascending=False, kind="stable")
+    g_ids = sorted(acc["account_id"][person == size.index[0]])[:10]
+    guarantor = json.dumps(hist.body(g_ids, as_of)).encode()
     return {"account": account, "history_rows": rows[account], "one": one, "wl_ids": wl_ids,
+            "guarantor_ids": g_ids, "guarantor": guarantor,
             "open_in_worklist": sum(a in open_set for a in wl_ids), "worklist": worklist,
             "seconds": {"group_tables": round(t1 - t0, 3), "single_request": round(t2 - t1, 3),
                         "worklist_request": round(t3 - t2, 3), "total": round(t3 - t0, 3)}}
@@ -439,6 +448,23 @@ def main() -> None:
         med = float(np.median(times[1:]))
         result["recoup_serve_worklist"] = {"accounts_per_request": len(wl_ids), "seconds_median": round(med, 3),
                                            "accounts_per_s": round(len(wl_ids) / med, 1), "requests": len(times)}
+        # one guarantor's accounts in one /score request against one account, closed loop, interleaved
+        lat: dict[str, list[float]] = {"one": [], "guarantor": []}
+        with httpx.Client(timeout=60) as c:
+            for i in range(400):
+                name = "one" if i % 2 == 0 else "guarantor"
+                t0 = time.perf_counter()
+                r = c.post(f"{base}/score", content=req[name], headers=headers)
+                if i >= 20:  # warm-up
+                    lat[name].append(time.perf_counter() - t0)
+                assert r.status_code == 200, r.text[:500]
+        p50 = {k: float(np.percentile(v, 50)) * 1000 for k, v in lat.items()}
+        result["guarantor_request"] = {
+            "accounts": len(req["guarantor_ids"]),
+            "open": int(feats["account_id"].isin(req["guarantor_ids"]).sum()),
+            "single_p50_ms": round(p50["one"], 2), "guarantor_p50_ms": round(p50["guarantor"], 2),
+            "guarantor_p99_ms": round(float(np.percentile(lat["guarantor"], 99)) * 1000, 2),
+            "ratio_p50": round(p50["guarantor"] / p50["one"], 2), "requests_each": len(lat["one"])}
     finally:
         proc.terminate()
         proc.wait(30)

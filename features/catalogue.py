@@ -1,6 +1,6 @@
 """The feature catalogue, declared once (in the manner of Feast feature views).
 
-`FEATURE_VIEWS` lists every model feature with its entity (account or denial), source tables,
+`FEATURE_VIEWS` lists every model feature with its entity (account, guarantor or denial), source tables,
 timestamp column, window, dtype and description. `features.snapshot` takes the list of model
 columns and which are categorical from here; the docs are generated from it too.
 
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-Entity = Literal["account", "denial"]
+Entity = Literal["account", "guarantor", "denial"]
 DType = Literal["numeric", "categorical"]
 
 REFERENCE_DIR = Path(__file__).resolve().parent / "reference"
@@ -311,7 +311,72 @@ DENIAL_VIEWS: tuple[FeatureView, ...] = (
     ),
 )
 
-FEATURE_VIEWS: tuple[FeatureView, ...] = ACCOUNT_VIEWS + DENIAL_VIEWS
+# The guarantor: the person who pays the patient balance (`accounts.guarantor_id`, else the patient).
+# Their features are computed over all their accounts known at T and joined onto each account row:
+# "earlier" ones look at the guarantor's *other* accounts (what this person did before), the totals
+# (open balance, contacts) at all of them (what a contact with the person covers).
+GUARANTOR_VIEWS: tuple[FeatureView, ...] = (
+    FeatureView(
+        "guarantor_history",
+        "guarantor",
+        ("accounts", "transactions", "remittances", "activities"),
+        "accounts.service_date",
+        (
+            _num("guarantor_prior_accounts", "the guarantor's other accounts with a service date by as-of"),
+            _num("guarantor_closed_accounts", "of those, the ones closed by as-of (paid off, written off or placed)"),
+            _num(
+                "guarantor_paid_in_full_share",
+                "share of the guarantor's other accounts with a patient balance that the patient paid off"
+                " (missing: none had one)",
+            ),
+            _num(
+                "guarantor_patient_paid_share",
+                "patient dollars paid on the guarantor's other accounts over those paid, still owed and"
+                " written off to bad debt (missing: none owed)",
+            ),
+            _num(
+                "guarantor_median_days_to_pay",
+                "median over the guarantor's other accounts of days from the first statement to the first"
+                " patient payment after it (missing: none paid after a statement)",
+            ),
+            _num("guarantor_patient_payments_365d",
+                 "patient payments on the guarantor's other accounts in the last 365 days", 365),
+            _num("guarantor_days_since_last_payment",
+                 "days since the guarantor's latest patient payment on another account"),
+            _num("guarantor_plans_started", "payment plans started on the guarantor's other accounts"),
+            _num("guarantor_plans_defaulted", "payment plans defaulted on the guarantor's other accounts"),
+            _num(
+                "guarantor_agency_accounts",
+                "the guarantor's other accounts placed with an agency or written off to bad debt by as-of",
+            ),
+        ),
+        "how this person paid their earlier balances at this provider",
+    ),
+    FeatureView(
+        "guarantor_now",
+        "guarantor",
+        ("accounts", "transactions", "remittances", "activities"),
+        "activities.activity_date",
+        (
+            _num("guarantor_open_accounts", "the guarantor's other accounts open at as-of"),
+            _num("guarantor_open_patient_balance", "patient balance across all the guarantor's open accounts"),
+            _num("guarantor_call_attempts_7d", "call attempts to the guarantor (any account) in the last 7 days", 7,
+                 rule=True),
+            _num("guarantor_call_attempts_30d", "call attempts to the guarantor (any account) in the last 30 days",
+                 30),
+            _num("guarantor_contacts_30d",
+                 "statements, reached calls, letters and portal messages to the guarantor (any account) in the"
+                 " last 30 days", 30),
+            _num("guarantor_days_since_last_contact",
+                 "days since the latest statement, reached call, letter or portal message to the guarantor"),
+        ),
+        "where the person stands today, across all their accounts (one contact covers them all)",
+    ),
+)
+
+FEATURE_VIEWS: tuple[FeatureView, ...] = ACCOUNT_VIEWS + GUARANTOR_VIEWS + DENIAL_VIEWS
+# the entities whose features make up a model's row: guarantor features are joined onto each account
+ROW_ENTITIES: dict[str, tuple[Entity, ...]] = {"account": ("account", "guarantor"), "denial": ("denial",)}
 
 ACCOUNT_LABELS = ("label_paid", "label_recovered")
 # columns an account row carries beside its features (not model input): who pays the patient balance
@@ -335,7 +400,9 @@ DEFAULT_HORIZONS = Horizons()
 
 
 def features_of(entity: Entity) -> list[Feature]:
-    return [f for v in FEATURE_VIEWS if v.entity == entity for f in v.features]
+    """The features of a model row of `entity` ("account" rows carry their guarantor's too)."""
+    joined = ROW_ENTITIES.get(entity, (entity,))
+    return [f for e in joined for v in FEATURE_VIEWS if v.entity == e for f in v.features]
 
 
 def account_feature_names() -> list[str]:

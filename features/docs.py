@@ -111,7 +111,7 @@ def _view_section(v: FeatureView) -> list[str]:
 
 def feature_catalogue_md() -> str:
     """The feature catalogue page: every model feature by entity and view."""
-    n = {e: sum(len(v.features) for v in FEATURE_VIEWS if v.entity == e) for e in ("account", "denial")}
+    n = {e: sum(len(v.features) for v in FEATURE_VIEWS if v.entity == e) for e in ("account", "guarantor", "denial")}
     out = [
         "# The feature catalogue",
         "",
@@ -123,7 +123,8 @@ def feature_catalogue_md() -> str:
         "limits), not only the model. Pooled rates come from the point-in-time statistics table (`pooled_stats`)",
         "that the trained model stores and every scoring path uses.",
         "",
-        f"- account features (payment and amount models): {n['account']}",
+        f"- account features (payment and amount models): {n['account']}, and the guarantor features joined onto"
+        f" each account row: {n['guarantor']}",
         f"- denial features (overturn model): {n['denial']}",
         "",
         "| entity | labels | meaning |",
@@ -136,8 +137,12 @@ def feature_catalogue_md() -> str:
         "corrected/replacement claim) and, if worked, paid within H2 of the denial "
         "(`overturn_horizon_days`, 120 by default) |",
     ]
-    for entity in ("account", "denial"):
+    for entity in ("account", "guarantor", "denial"):
         out += ["", f"## {entity.capitalize()} features"]
+        if entity == "guarantor":
+            out += ["", "The person who pays the patient balance (`accounts.guarantor_id`, else the patient). "
+                    "Computed over all the guarantor's accounts known at T and joined onto each of their account "
+                    "rows, so the payment and amount models read them like account features."]
         for v in FEATURE_VIEWS:
             if v.entity == entity:
                 out += _view_section(v)

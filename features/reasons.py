@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from features.catalogue import DEFAULT_HORIZONS, WINDOWS, Horizons, carc_descriptions
+from features.catalogue import DEFAULT_HORIZONS, WINDOWS, Horizons, carc_descriptions, features_of
 from features.contract import float_column
 
 # ----------------------------------------------------------------------------- row values
@@ -483,6 +483,31 @@ def _say_payer(r: Row) -> str | None:
 _APPEAL_LEFT = _days_left("appeal_deadline_days_left", "{days} left to appeal the denial",
                           "the appeal window closed {days} ago")
 
+def _say_earlier_balances(r: Row) -> str | None:
+    """How the person paid their earlier balances here: the strongest sign of how they pay this one."""
+    prior, share = r.num("guarantor_prior_accounts"), r.num("guarantor_paid_in_full_share")
+    if not _ok(prior) or prior < 1:
+        return "no earlier balance of this guarantor at this provider"
+    if not _ok(share):
+        return f"the guarantor has {count(prior, 'other account')} here, none with a balance of their own to pay"
+    dollars = r.num("guarantor_patient_paid_share")
+    paid = f"; {percent(dollars)} of what they owed paid" if _ok(dollars) else ""
+    return f"the guarantor paid off {percent(share)} of their earlier balances here{paid}"
+
+
+def _say_guarantor_pay_days(r: Row) -> str | None:
+    x = r.num("guarantor_median_days_to_pay")
+    return f"the guarantor usually pays {days(x)} after the first statement" if _ok(x) else None
+
+
+def _say_guarantor_open(r: Row) -> str | None:
+    other, total = r.num("guarantor_open_accounts"), r.num("guarantor_open_patient_balance")
+    if not _ok(other) or other < 1:
+        return None
+    owed = f", {money(total)} owed by the patient in all" if _ok(total) and total > 0 else ""
+    return f"the guarantor has {count(other, 'other open account')}{owed}: one contact covers them"
+
+
 FEATURE_SENTENCES: dict[str, Template] = {
     # account profile
     "financial_class": _say_text("financial_class", "financial class: {value}", FINANCIAL_CLASS_TEXT),
@@ -571,6 +596,35 @@ FEATURE_SENTENCES: dict[str, Template] = {
     "fa_pending": _flag("fa_pending", "a financial assistance application is pending"),
     "in_bankruptcy": _flag("in_bankruptcy", "a bankruptcy notice was received"),
     "n_promises_90d": _counted("n_promises_90d", "promise", " to pay in the last 90 days"),
+    # the guarantor (the person, across their accounts)
+    "guarantor_prior_accounts": Template(_say_earlier_balances,
+                                         ("guarantor_paid_in_full_share", "guarantor_patient_paid_share")),
+    "guarantor_closed_accounts": _counted("guarantor_closed_accounts", "earlier account", " of the guarantor closed"),
+    "guarantor_paid_in_full_share": Template(_say_earlier_balances,
+                                             ("guarantor_prior_accounts", "guarantor_patient_paid_share")),
+    "guarantor_patient_paid_share": Template(_say_earlier_balances,
+                                             ("guarantor_prior_accounts", "guarantor_paid_in_full_share")),
+    "guarantor_median_days_to_pay": Template(_say_guarantor_pay_days),
+    "guarantor_patient_payments_365d": _counted("guarantor_patient_payments_365d", "payment",
+                                                " by the guarantor on other accounts in the last 365 days",
+                                                zero="no payment by the guarantor on other accounts in a year"),
+    "guarantor_days_since_last_payment": _ago("guarantor_days_since_last_payment",
+                                              "the guarantor last paid another balance {days} ago"),
+    "guarantor_plans_started": _counted("guarantor_plans_started", "payment plan", " started on other accounts"),
+    "guarantor_plans_defaulted": _counted("guarantor_plans_defaulted", "payment plan",
+                                          " of the guarantor's defaulted before"),
+    "guarantor_agency_accounts": _counted("guarantor_agency_accounts", "earlier account",
+                                          " of the guarantor sent to an agency or bad debt"),
+    "guarantor_open_accounts": Template(_say_guarantor_open, ("guarantor_open_patient_balance",)),
+    "guarantor_open_patient_balance": Template(_say_guarantor_open, ("guarantor_open_accounts",)),
+    "guarantor_call_attempts_7d": _counted("guarantor_call_attempts_7d", "call attempt",
+                                           " to the guarantor (all accounts) in the last 7 days"),
+    "guarantor_call_attempts_30d": _counted("guarantor_call_attempts_30d", "call attempt",
+                                            " to the guarantor (all accounts) in the last 30 days"),
+    "guarantor_contacts_30d": _counted("guarantor_contacts_30d", "contact",
+                                       " with the guarantor (all accounts) in the last 30 days"),
+    "guarantor_days_since_last_contact": _ago("guarantor_days_since_last_contact",
+                                              "the guarantor was last contacted {days} ago (any account)"),
     # pooled rates (point-in-time)
     "payer_denial_rate": _rate("payer_denial_rate", "this payer denies {pct} of claims"),
     "payer_overturn_rate": _rate("payer_overturn_rate", "this payer overturned {pct} of worked denials"),
@@ -593,9 +647,10 @@ _PATIENT = ("balance_patient", "days_since_last_contact", "n_patient_payments", 
             "days_since_last_patient_payment", *(f"patient_payments_{w}d" for w in WINDOWS),
             *(f"statements_{w}d" for w in WINDOWS), "days_since_last_statement", "days_since_first_statement",
             "call_attempts_7d", *(f"call_attempts_{w}d" for w in WINDOWS), *(f"contacts_{w}d" for w in WINDOWS),
-            "n_promises_90d", "plan_defaulted", "plan_active", "days_since_plan_offer", "dispute_recent", "n_letters")
-_HELD = ("plan_in_good_standing", "fa_pending", "in_bankruptcy", "call_attempts_7d", "plan_active", "dispute_recent",
-         "balance_patient")
+            "n_promises_90d", "plan_defaulted", "plan_active", "days_since_plan_offer", "dispute_recent", "n_letters",
+            *(f.name for f in features_of("guarantor")))
+_HELD = ("plan_in_good_standing", "fa_pending", "in_bankruptcy", "call_attempts_7d", "guarantor_call_attempts_7d",
+         "plan_active", "dispute_recent", "balance_patient")
 
 ACTION_FEATURES: dict[str, tuple[str, ...]] = {
     "appeal": _DENIAL,
@@ -611,6 +666,7 @@ ACTION_FEATURES: dict[str, tuple[str, ...]] = {
     "call": (*_STATUS, *_PATIENT),
     "write_off": ("balance", "balance_patient", "balance_insurance"),
     "hold": _HELD,
+    "covered": _PATIENT,
     # a `wait` speaks of what it waits on (`reason_keys`): a claim at the payer, a denial, the patient
     "wait": (*_STATUS, "pending_appeal", "appeal_deadline_days_left", "days_since_last_contact", "balance_patient"),
     "wait:claim": (*_STATUS, "claim_rejected_open", "days_since_rejection", "claim_pended_open", "days_pended"),
@@ -755,6 +811,15 @@ def _say_write_off(r: Row) -> tuple[str, tuple[str, ...]]:
     return f"write off the small balance{size}: working it costs more than it can bring", ("balance",)
 
 
+_PERSON_WORK = {"statement": "statement", "patient_call": "call", "payment_plan_offer": "payment-plan offer"}
+
+
+def _say_covered(r: Row) -> tuple[str, tuple[str, ...]]:
+    work = _PERSON_WORK.get(r.text("best_action") or "", "contact")
+    return (f"covered by the {work} to the guarantor listed with their first account: one contact for all "
+            f"their open balances, this one adding {_gain(r, DEFAULT_HORIZONS.horizon_days)}"), ()
+
+
 ACTION_SENTENCES: dict[str, ActionSentence] = {
     "status_call": ActionSentence("call the payer about the unanswered claim", why=_why_status_call),
     "resubmit": ActionSentence("fix and resubmit the claim the payer rejected"),
@@ -770,8 +835,8 @@ ACTION_SENTENCES: dict[str, ActionSentence] = {
     "write_off": ActionSentence(say=_say_write_off),
     "hold": ActionSentence(say=_say_hold),
     "wait": ActionSentence(say=_say_wait),
+    "covered": ActionSentence(say=_say_covered),
 }
-_PERSON = ("statement", "patient_call", "payment_plan_offer")
 
 
 def action_sentence(r: Row, action: str, horizons: Horizons = DEFAULT_HORIZONS) -> tuple[str, tuple[str, ...]]:
@@ -786,8 +851,6 @@ def action_sentence(r: Row, action: str, horizons: Horizons = DEFAULT_HORIZONS) 
         window = horizons.overturn_horizon_days if spec.denial else horizons.horizon_days
         why, covers = spec.why(r) if spec.why is not None else ("", ())
         text = f"{spec.work}{why}: {_gain(r, window)}"
-        if action in _PERSON and r.num("action_minutes") == 0 and _ok(r.num("expected_lift")):
-            text += " (done with the contact on the guarantor's other account)"  # one contact covers the person
     if r.flag("is_exploration"):
         text += "; picked at random this time, so the office learns what the work adds"
     return text, covers

@@ -167,7 +167,9 @@ def action_lifts(acc, p_payment: np.ndarray, denial: dict | None, rules: dict, c
     # a contact works through engagement (which a recent contact already raised); a plan offer through
     # the person's accepting it, however recently they were contacted
     unpaid = bal_pat * (1.0 - would_pay)
-    calls_7d = _col(acc, "call_attempts_7d", n, 0.0)
+    from serving.ranking import person_call_attempts_7d
+
+    calls_7d = person_call_attempts_7d(acc) if n else np.zeros(0)
     plan_ok = (bal_pat >= float(cfg["plan_min_balance"])) & ~(_col(acc, "plan_active", n, 0.0) > 0)
     plan_ok &= ~(_col(acc, "days_since_plan_offer", n) <= float(cfg["plan_offer_recall_days"]))  # declined lately
     for a, ok, base in (("statement", patient_side, unpaid * fresh),

@@ -23,13 +23,16 @@ from features.dates import DAY_KEY, add_days, day_numbers
 
 DEFAULT_RANKING_PATH = Path(__file__).with_name("ranking.yaml")
 ACTIONS = ("appeal", "correct_and_resubmit", "call", "bill_patient", "send_to_agency", "write_off", "hold",
-           "status_call", "resubmit", "send_information", "statement", "patient_call", "payment_plan_offer", "wait")
+           "status_call", "resubmit", "send_information", "statement", "patient_call", "payment_plan_offer", "wait",
+           "covered")
+# `covered`: the account's balance is covered by the contact its guarantor gets on another row (one contact
+# per person, DESIGN.md); that row carries the contact's minutes
 
 WORKLIST_COLUMNS = [
     "account_id", "as_of", "rank", "priority", "p_payment", "expected_recovery", "expected_net", "next_action",
     "action_minutes", "reasons", "is_exploration", "hold_reason", "appeal_deadline", "timely_filing_deadline",
     "balance", "expected_if_idle", "expected_lift", "best_action", "follow_up_date", "propensity", "guarantor_id",
-    "effect_source", "model_version", "run_id",
+    "guarantor_rank", "effect_source", "model_version", "run_id",
 ]
 DENIAL_COLUMNS = [
     "claim_id", "account_id", "as_of", "rank", "priority", "p_overturn", "expected_recovery", "next_action",
@@ -186,6 +189,7 @@ def finalize(model, accounts: Table, scored: Ranked, cfg: dict, model_version: s
     acc = _order(rows, "account_id", capacity_minutes, seed, share,
                  positive_only=cfg["priority"] == "lift")
     acc["priority"] = np.where(np.isneginf(acc["priority"]), np.nan, acc["priority"])
+    acc["guarantor_rank"] = guarantor_ranks(acc["guarantor_id"], acc["as_of"], acc["rank"])
     n = n_rows(acc)
     n_reasons = n if reasons_rows is None else min(int(reasons_rows), n)
     acc["reasons"] = _reasons(model, accounts, acc, n_reasons, int(cfg["reasons"]["top_n"]),
@@ -225,7 +229,7 @@ def _score_accounts(acc: Table, p: np.ndarray, er: np.ndarray, den: Columns | No
     pending = _num(acc, "pending_adjudication") > 0
     since_stmt = _num(acc, "days_since_first_statement", np.nan)
     statements_30d = _num(acc, "statements_30d")
-    calls_7d = _num(acc, "call_attempts_7d")
+    calls_7d = person_call_attempts_7d(acc)
     bankrupt, fa, plan = (_num(acc, c) > 0 for c in ("in_bankruptcy", "fa_pending", "plan_in_good_standing"))
     tf_left = _num(acc, "timely_filing_days_left", np.nan)
     ap_left = _num(acc, "appeal_deadline_days_left", np.nan)
@@ -303,6 +307,34 @@ def _guarantors(acc: Table, ids: np.ndarray) -> np.ndarray:
     return np.where(pd.isna(g), ids, g).astype(object)
 
 
+def guarantor_ranks(guarantor: np.ndarray, as_of: np.ndarray, rank: np.ndarray) -> np.ndarray:
+    """Per row: its guarantor's place (1 = first) among the guarantors of its as-of date's list, by the
+    guarantor's first row."""
+    n = len(rank)
+    if not n:
+        return np.zeros(0, dtype=np.int64)
+    days = day_numbers(as_of)
+    key = pd.factorize(np.asarray(guarantor, dtype=object))[0].astype(np.int64) * DAY_KEY + days
+    keys, inv = np.unique(key, return_inverse=True)
+    inv = inv.reshape(-1)
+    first = np.full(len(keys), np.iinfo(np.int64).max)
+    np.minimum.at(first, inv, np.asarray(rank, dtype=np.int64))
+    key_day = np.empty(len(keys), dtype=np.int64)
+    key_day[inv] = days
+    order = np.lexsort((first, key_day))
+    starts = np.r_[0, np.flatnonzero(key_day[order][1:] != key_day[order][:-1]) + 1]
+    place = np.arange(len(keys)) - np.repeat(starts, np.diff(np.r_[starts, len(keys)]))
+    out = np.empty(len(keys), dtype=np.int64)
+    out[order] = place + 1
+    return out[inv]
+
+
+def person_call_attempts_7d(acc: Table) -> np.ndarray:
+    """Call attempts in the last 7 days to the person: the guarantor's across all their accounts (the
+    call limit counts per guarantor, DESIGN.md), never fewer than the account's own."""
+    return np.maximum(_num(acc, "call_attempts_7d"), _num(acc, "guarantor_call_attempts_7d", 0.0))
+
+
 def _group_sum(codes: np.ndarray, values: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """Per row: the sum of `values` (n, k) over the masked rows with the same group code (0 outside the
     mask)."""
@@ -370,6 +402,7 @@ def _score_by_lift(acc: Table, p: np.ndarray, er: np.ndarray, den: Columns | Non
         "appeal_deadline": add_days(as_of, _num(acc, "appeal_deadline_days_left", np.nan)),
         "timely_filing_deadline": add_days(as_of, _num(acc, "timely_filing_days_left", np.nan)),
         "guarantor_id": _guarantors(acc, ids), "calls_7d": _num(acc, "call_attempts_7d"),
+        "guarantor_calls_7d": person_call_attempts_7d(acc),
         "follow_up_days": np.asarray(lifts.follow_up_days, dtype=np.float64),
     }
     for j, a in enumerate(LIFT_ACTIONS):
@@ -406,7 +439,9 @@ def _choose_by_lift(rows: Columns, cfg: dict) -> Columns:
     value[:, pat_cols] = _group_sum(group, lift[:, pat_cols], person)
     feasible = feasible0.copy()
     feasible[:, pat_cols] = _group_sum(group, feasible0[:, pat_cols].astype(float), person) > 0
+    # the person's attempts: their guarantor's count, or the sum over the rows at hand where that is higher
     calls = _group_sum(group, np.asarray(rows["calls_7d"], dtype=np.float64)[:, None], person)[:, 0]
+    calls = np.maximum(calls, np.asarray(rows.get("guarantor_calls_7d", calls), dtype=np.float64))
     feasible[:, LIFT_ACTIONS.index("patient_call")] &= ~(calls >= float(rules["max_call_attempts_7d"]))
     per_minute = (value - minutes * cfg["cost_per_minute"] - fixed) / minutes
     per_minute = np.where(feasible & ~held[:, None], per_minute, -np.inf)
@@ -416,16 +451,21 @@ def _choose_by_lift(rows: Columns, cfg: dict) -> Columns:
     best_action = np.where(worth, np.array(LIFT_ACTIONS, dtype=object)[best], "wait").astype(object)
     own_lift = np.where(worth, lift[np.arange(n), best], 0.0)
     action_minutes = np.where(worth, minutes[best], 0.0)
-    # the guarantor's first account carries the contact's minutes; the others ride along
+    # the guarantor's first account carries the contact's minutes; the others are covered by it
     on_person = worth & pat_cols[best]
+    contact = np.full(n, -1, dtype=np.int64)  # the contact a row belongs to (`_order` keeps them together)
+    covered = np.zeros(0, dtype=np.int64)
     if on_person.any():
         r = np.flatnonzero(on_person)
         by_key = r[np.lexsort((_id_order(ids[r]), key[r]))]  # per guarantor and date, by account id
         follower = np.r_[False, key[by_key][1:] == key[by_key][:-1]]
-        action_minutes[by_key[follower]] = 0.0
+        covered = by_key[follower]
+        action_minutes[covered] = 0.0
+        contact[r] = group[r]
 
     # (a write-off adds no dollars: under this order a small balance waits like any other)
     action = best_action.copy()
+    action[covered] = "covered"
     action[held] = "hold"
     best_action[held] = "hold"
     priority = np.where(np.isfinite(best_pm), best_pm, -float(cfg["cost_per_minute"]))
@@ -446,6 +486,7 @@ def _choose_by_lift(rows: Columns, cfg: dict) -> Columns:
         "is_exploration": explore, "expected_if_idle": np.maximum(er - own_lift, 0.0), "expected_lift": own_lift,
         "best_action": best_action, "follow_up_date": follow_up, "propensity": _propensity(explore, cfg),
         "guarantor_id": guarantor, "effect_source": np.where(worth, source, None).astype(object),
+        "contact_group": contact,
     }
 
 
@@ -519,6 +560,12 @@ def _order(cols: Columns, key: str, capacity_minutes: float | None, seed: int,
         if explore.any():
             pos = exploration_draw(cols[key][g], cols["as_of"][g], seed, salt="position")
             sort_key[explore] = pos[explore] * len(g) - 0.5  # a random place, stable per (id, as_of)
+        contact = cols["contact_group"][g] if "contact_group" in cols else None
+        together = contact >= 0 if contact is not None else None
+        if together is not None and together.any():
+            # a contact's rows sit together, where its first would; ties break by id, so the row that
+            # carries the contact's minutes (its guarantor's first account) leads
+            sort_key[together] = pd.Series(sort_key[together]).groupby(contact[together]).transform("min").to_numpy()
         if capacity_minutes is not None:
             mins = cols["action_minutes"][g]
             keep = np.zeros(len(g), dtype=bool)
@@ -535,6 +582,9 @@ def _order(cols: Columns, key: str, capacity_minutes: float | None, seed: int,
                 if mins[i] <= budget:
                     keep[i] = True
                     budget -= mins[i]
+            if together is not None and together.any():  # a covered row is listed only with its contact
+                leads = together & (mins > 0)
+                keep[together] = np.isin(contact[together], contact[leads & keep])
             g, sort_key = g[keep], sort_key[keep]
         g = g[np.lexsort((id_rank[g], sort_key))]
         picked.append(g)

@@ -227,6 +227,9 @@ def random_history(seed: int, n_accounts: int = 6, start: str = "2024-01-01") ->
     import random
 
     rnd = random.Random(seed)
+    # guarantors from their own stream (the histories stay those of the seed): households of a few
+    # accounts, and some accounts with none (the patient is the guarantor)
+    who = random.Random(seed + 7919)
     b = Builder()
     b.payer("P1", "commercial", 90, 60)
     b.payer("P2", "medicare", None, 120)
@@ -250,6 +253,7 @@ def random_history(seed: int, n_accounts: int = 6, start: str = "2024-01-01") ->
             total_charges=charges,
             discharge_date=disch,
             encounter_type=rnd.choice(["inpatient", "outpatient", "emergency", "professional"]),
+            guarantor_id=f"G{who.randint(1, max(1, n_accounts // 3))}" if who.random() < 0.8 else None,
         )
         last = svc
         if payer is not None and rnd.random() < 0.9:

@@ -296,7 +296,7 @@ def plot_importance(importance: pd.DataFrame, top: int = 20):
 # collector minutes is spent, and every piece of work earns its *true* lift (`_truth/actions`).
 
 PERSON_ACTIONS = ("statement", "patient_call", "payment_plan_offer")  # one contact covers the guarantor
-NO_WORK = ("wait", "hold", "idle")
+NO_WORK = ("wait", "hold", "idle", "covered")  # covered: by the contact on its guarantor's row
 # recoup's next actions in the truth's (the `work` table's) terms; "call" depends on the balance (below)
 ACTION_ALIASES = {"bill_patient": "statement", "payment_plan": "payment_plan_offer"}
 PREMATURE_ACTIONS = ("status_call", "resubmit")

@@ -24,7 +24,7 @@ import pandas as pd
 
 from features.sources import chain as ch
 
-NO_WORK = ("idle", "wait", "hold", None)
+NO_WORK = ("idle", "wait", "hold", "covered", None)  # covered: by the guarantor's contact on another row
 # recoup's next actions (serving/ranking.py) in the simulator's terms; "call" depends on the balance
 ALIASES = {"bill_patient": "statement", "appeal": "appeal", "correct_and_resubmit": "correct_and_resubmit",
            "send_to_agency": "send_to_agency", "write_off": "write_off", "payment_plan": "payment_plan_offer"}
@@ -66,7 +66,7 @@ def resolve(action, status: str) -> int | None:
         return ch.STATUS_CALL if status in ch.INSURANCE_STATUSES else ch.PATIENT_CALL
     name = ALIASES.get(action, action)
     if name not in ch.ACTIONS:
-        allowed = ", ".join([*ch.ACTIONS, "call", *ALIASES, "idle", "wait", "hold"])
+        allowed = ", ".join([*ch.ACTIONS, "call", *ALIASES, "idle", "wait", "hold", "covered"])
         raise ValueError(f"a worklist names an unknown action {action!r} (allowed: {allowed})")
     return ch.ACTIONS.index(name)
 

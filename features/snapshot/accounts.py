@@ -16,6 +16,7 @@ from features.catalogue import (
     WINDOWS,
     Horizons,
     account_feature_names,
+    features_of,
 )
 from features.contract import CLAIM_STATUSES, TXN_TYPES, Dataset
 from features.dates import NEVER, day_number, parse_as_of_dates
@@ -259,6 +260,19 @@ def account_block(p: History, t: pd.Timestamp, lk: RateLookup, h: int, with_labe
     f["in_bankruptcy"] = sel((count_by(va, n, vk & is_v["bankruptcy_notice"]) > 0).astype(np.float64))
     f["n_promises_90d"] = sel(count_by(va, n, vk & is_v["promise_to_pay"] & (vd > T - 90)))
 
+    f.update(_guarantor_features(p, T, open_, bad_debt | agency, bal_pat, patient_paid, rows, {
+        "known": p.acct_day <= T,
+        "bad_debt_amount": sum_by(ta, amt, n, tk & is_t["bad_debt_writeoff"]),
+        "first_statement": min_by(va, vd, n, vk & is_v["statement"]),
+        "pp_mask": pp_t,
+        "patient_payments_365d": count_by(ta, n, pp_t & (p.t_day > T - 365)),
+        "last_patient_payment": last_pp,
+        "plans_started": count_by(va, n, vk & is_v["payment_plan_start"]),
+        "plans_defaulted": count_by(va, n, vk & is_v["payment_plan_default"]),
+        "calls_7d": ca_w[7], "calls_30d": ca_w[30], "contacts_30d": co[30] + st[30],
+        "last_contact": max_by(va, vd, n, touch),
+    }))
+
     # pooled rates (payer code npay = unknown/self-pay -> global values)
     pc = np.where(payer >= 0, payer, len(p.pay_ids))[rows]
     f["payer_denial_rate"] = lk.payer["denial_rate"][pc]
@@ -278,6 +292,103 @@ def account_block(p: History, t: pd.Timestamp, lk: RateLookup, h: int, with_labe
         f["label_recovered"] = rec if known else np.full(len(rows), np.nan)
         f["label_paid"] = (rec > 0).astype(np.float64) if known else np.full(len(rows), np.nan)
     return f
+
+
+def _guarantor_features(p: History, T: int, open_: np.ndarray, gone: np.ndarray, bal_pat: np.ndarray,
+                        patient_paid: np.ndarray, rows: np.ndarray, acct: dict[str, np.ndarray]
+                        ) -> dict[str, np.ndarray]:
+    """The guarantor view (`features.catalogue.GUARANTOR_VIEWS`) of the open accounts `rows`, from
+    per-account arrays at T over every account of the history: sums over the guarantor's accounts, less
+    the account's own where the feature is about the person's *other* accounts. `gone`: written off to
+    bad debt or placed with an agency."""
+    if not len(rows):
+        return {f.name: np.zeros(0) for f in features_of("guarantor")}
+    n, g = p.n, p.acct_gcode
+    ng = int(g.max()) + 1
+    known = acct["known"]
+
+    def total(x: np.ndarray) -> np.ndarray:  # per account: the sum over its guarantor's known accounts
+        sums = np.bincount(g, weights=np.where(known, x, 0).astype(np.float64), minlength=ng)
+        return sums.astype(np.float64)[g]  # (an empty bincount is int64, even with weights)
+
+    def others(x: np.ndarray) -> np.ndarray:
+        return (total(x) - np.where(known, x, 0))[rows]
+
+    def share(part: np.ndarray, whole: np.ndarray) -> np.ndarray:
+        a, b = others(part), others(whole)
+        return np.divide(a, b, out=np.full(len(rows), np.nan), where=b > 0)
+
+    closed = known & ~open_
+    owed = (patient_paid > 0) | (bal_pat > 0) | gone  # the patient had a balance to pay
+    paid_off = (patient_paid > 0) & (bal_pat <= 0) & ~gone & ~open_
+    f = {
+        "guarantor_prior_accounts": others(np.ones(n)),
+        "guarantor_closed_accounts": others(closed.astype(np.float64)),
+        "guarantor_paid_in_full_share": share(paid_off.astype(np.float64), owed.astype(np.float64)),
+        "guarantor_patient_paid_share": share(np.round(patient_paid, 2),
+                                              np.round(patient_paid + bal_pat + acct["bad_debt_amount"], 2)),
+    }
+    # days from the first statement to the first patient payment after it, per account, then the
+    # median over the guarantor's other accounts (all of an account's own history is known by T)
+    first_st = acct["first_statement"]
+    after = acct["pp_mask"] & (p.t_day >= first_st[np.maximum(p.t_acct, 0)])
+    first_pay = min_by(p.t_acct, p.t_day, n, after)
+    has = known & (first_pay < NEVER) & (first_st < NEVER)
+    f["guarantor_median_days_to_pay"] = _median_of_others(g, has, (first_pay - first_st).astype(np.float64), rows)
+    f["guarantor_patient_payments_365d"] = others(acct["patient_payments_365d"])
+    # the latest patient payment on another account: the latest and second latest per guarantor, so
+    # that an account's own payment can be left out
+    pay = np.where(known, acct["last_patient_payment"], -NEVER)
+    order = np.lexsort((pay, g))[::-1]  # by guarantor, latest first
+    gs = order[np.r_[True, g[order][1:] != g[order][:-1]]]
+    top = np.full(ng, -NEVER, dtype=np.int64)
+    top[g[gs]] = pay[gs]
+    rest = pay.copy()
+    rest[gs] = -NEVER
+    second = np.full(ng, -NEVER, dtype=np.int64)
+    np.maximum.at(second, g, rest)
+    other_last = np.where(pay[rows] == top[g[rows]], second[g[rows]], top[g[rows]])
+    f["guarantor_days_since_last_payment"] = days_since(T, other_last).astype(np.float64)
+    f["guarantor_plans_started"] = others(acct["plans_started"])
+    f["guarantor_plans_defaulted"] = others(acct["plans_defaulted"])
+    f["guarantor_agency_accounts"] = others((known & gone).astype(np.float64))
+    f["guarantor_open_accounts"] = others(open_.astype(np.float64))
+    f["guarantor_open_patient_balance"] = np.round(total(np.where(open_, bal_pat, 0.0))[rows], 2)
+    f["guarantor_call_attempts_7d"] = total(acct["calls_7d"])[rows]
+    f["guarantor_call_attempts_30d"] = total(acct["calls_30d"])[rows]
+    f["guarantor_contacts_30d"] = total(acct["contacts_30d"])[rows]
+    last = np.full(ng, -NEVER, dtype=np.int64)
+    np.maximum.at(last, g, acct["last_contact"])
+    f["guarantor_days_since_last_contact"] = days_since(T, last[g[rows]]).astype(np.float64)
+    return f
+
+
+def _median_of_others(g: np.ndarray, has: np.ndarray, value: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Per row in `rows`: the median of `value` over the *other* accounts of its guarantor where `has`
+    (NaN where there are none), vectorised: within each guarantor's sorted values, leaving one out
+    shifts the middle positions past it by one."""
+    out = np.full(len(rows), np.nan)
+    if not has.any() or not len(rows):
+        return out
+    ng = int(g.max()) + 1
+    idx = np.flatnonzero(has)
+    order = idx[np.lexsort((value[idx], g[idx]))]  # by guarantor, then value
+    vals = value[order]
+    count = np.bincount(g[order], minlength=ng)
+    start = np.r_[0, np.cumsum(count)[:-1]]
+    pos = np.full(len(g), -1, dtype=np.int64)
+    pos[order] = np.arange(len(order))
+    gr = g[rows]
+    s, own = start[gr], has[rows]
+    k = count[gr] - own  # values of the other accounts
+    j = np.where(own, pos[rows] - s, np.iinfo(np.int64).max)  # the row's own place (none: past the end)
+    ok = k > 0
+    lo, hi = (np.maximum(k - 1, 0) // 2), k // 2
+    lo = np.where(lo < j, lo, lo + 1)
+    hi = np.where(hi < j, hi, hi + 1)
+    last = len(vals) - 1
+    out[ok] = (vals[np.minimum(s + lo, last)][ok] + vals[np.minimum(s + hi, last)][ok]) / 2
+    return out
 
 
 def account_features(

@@ -123,6 +123,7 @@ class History:
     v_day: np.ndarray
     v_type: np.ndarray  # activity type code (ACTIVITY_CODE)
     acct_guarantor: np.ndarray  # the person responsible for the patient balance (the patient when absent)
+    acct_gcode: np.ndarray  # the guarantor as a code from 0 (the guarantor features' group)
     k_claim: np.ndarray  # claim acknowledgements (277CA, 999): the acknowledged claim
     k_day: np.ndarray
     k_status: np.ndarray  # ACK_CODE
@@ -362,6 +363,7 @@ def _prepare(ds: Dataset) -> History:
         v_day=v_day,
         v_type=v_type,
         acct_guarantor=guarantor.astype(object),
+        acct_gcode=pd.factorize(guarantor)[0].astype(np.int64) if n else np.zeros(0, np.int64),
         k_claim=k_claim,
         k_day=k_day,
         k_status=enum_codes(ka["status"], ACK_CODE),

@@ -319,6 +319,21 @@ def table_records(df: pd.DataFrame, name: str) -> list[dict]:
     return out
 
 
+def guarantor_account_ids(ds: Dataset, account_ids) -> list[str]:
+    """`account_ids` and, after them, every other account of their guarantors (`guarantor_id`, else the
+    patient): what a request must carry for the guarantor features to be the batch's, which sees the
+    whole person."""
+    acc = ds.tables["accounts"]
+    person = acc["patient_id"].astype(object)
+    if "guarantor_id" in acc:
+        person = acc["guarantor_id"].astype(object).where(acc["guarantor_id"].notna(), person)
+    wanted = list(account_ids)
+    people = set(person[acc["account_id"].isin(wanted)])
+    seen = set(wanted)
+    extra = [a for a, g in zip(acc["account_id"], person, strict=True) if g in people and a not in seen]
+    return wanted + sorted(set(extra))
+
+
 def history_from_dataset(ds: Dataset, account_ids, as_of) -> dict:
     """A request body (`{"as_of", "accounts": [...]}`) made of a dataset's rows for some accounts:
     the inverse of `build_dataset`, for clients, tests and benchmarks."""

@@ -52,6 +52,8 @@ class AccountResult(BaseModel):
     propensity: float | None = Field(None, description="the probability that the policy listed this row here: "
                                                        "echo it with POST /work")
     guarantor_id: str | None = None
+    guarantor_rank: int | None = Field(None, description="the guarantor's place among the guarantors of the answer "
+                                                         "(1 = first), by their first account")
     effect_source: str | None = Field(None, description="learned (from the work log) or prior")
     reasons: list[str] = Field(default_factory=list)
     deadlines: Deadlines = Field(default_factory=Deadlines)
@@ -60,10 +62,45 @@ class AccountResult(BaseModel):
     model_version: str
 
 
+class GuarantorResult(BaseModel):
+    """The scored accounts of one guarantor (the person one contact reaches), together."""
+
+    guarantor_id: str
+    guarantor_rank: int
+    account_ids: list[str] = Field(description="the guarantor's scored accounts, in rank order")
+    contact_account_id: str | None = Field(None, description="the account whose row carries the person's contact "
+                                                             "(its minutes); the others are `covered` by it")
+    contact_action: str | None = None
+    expected_lift: float | None = Field(None, description="dollars in H the guarantor's suggested work adds, summed")
+
+
 class ScoreResponse(BaseModel):
     results: list[AccountResult]
+    guarantors: list[GuarantorResult] = Field(default_factory=list,
+                                              description="the scored accounts grouped by guarantor, in order")
     model_version: str
     request_id: str
+
+
+_PERSON_ACTIONS = ("statement", "patient_call", "payment_plan_offer")
+
+
+def guarantor_groups(results: list[AccountResult]) -> list[GuarantorResult]:
+    """The scored results grouped by guarantor, in guarantor rank order."""
+    groups: dict[str, list[AccountResult]] = {}
+    for r in sorted((r for r in results if r.status == "scored" and r.guarantor_id is not None),
+                    key=lambda r: r.rank or 0):
+        groups.setdefault(r.guarantor_id, []).append(r)
+    out = []
+    for gid, rows in groups.items():
+        contact = next((r for r in rows if r.next_action in _PERSON_ACTIONS), None)
+        lifts = [r.expected_lift for r in rows if r.expected_lift is not None]
+        out.append(GuarantorResult.model_construct(
+            guarantor_id=gid, guarantor_rank=rows[0].guarantor_rank or 0, account_ids=[r.account_id for r in rows],
+            contact_account_id=contact.account_id if contact else None,
+            contact_action=contact.next_action if contact else None,
+            expected_lift=round(sum(lifts), 2) if lifts else None))
+    return sorted(out, key=lambda g: g.guarantor_rank)
 
 
 class WorkResponse(BaseModel):
@@ -119,16 +156,17 @@ def account_results(ranked, as_of: dt.date, version: str) -> dict[str, AccountRe
     names = ("account_id", "rank", "priority", "p_payment", "expected_recovery", "expected_net", "next_action",
              "action_minutes", "hold_reason", "is_exploration", "balance", "reasons", "appeal_deadline",
              "timely_filing_deadline", "expected_if_idle", "expected_lift", "best_action", "follow_up_date",
-             "propensity", "guarantor_id", "effect_source")
+             "propensity", "guarantor_id", "guarantor_rank", "effect_source")
     scored: dict[str, AccountResult] = {}
     for (aid, rk, prio, p, er, net, act, mins, hold, explore, bal, reasons, appeal, tf, idle, lift, best, follow,
-         prop, guarantor, source) in zip(*(_values(acc[c]) for c in names), strict=True):
+         prop, guarantor, g_rank, source) in zip(*(_values(acc[c]) for c in names), strict=True):
         scored[aid] = AccountResult(
             account_id=aid, status="scored", rank=int(rk), priority=_f(prio), p_payment=_f(p),
             expected_recovery=_f(er), expected_net=_f(net), next_action=_s(act), action_minutes=_f(mins),
             hold_reason=_s(hold), is_exploration=bool(explore), balance=_f(bal), expected_if_idle=_f(idle),
             expected_lift=_f(lift), best_action=_s(best), follow_up_date=_d(follow), propensity=_f(prop),
-            guarantor_id=_s(guarantor), effect_source=_s(source), reasons=list(reasons or []),
+            guarantor_id=_s(guarantor), guarantor_rank=int(g_rank), effect_source=_s(source),
+            reasons=list(reasons or []),
             deadlines={"appeal": _d(appeal), "timely_filing": _d(tf)}, denials=denials.get(aid, []), as_of=as_of,
             model_version=version)
     return scored

@@ -47,6 +47,7 @@ from serving.api.response import (
     WorkResponse,
     account_results,
     error_response,
+    guarantor_groups,
 )
 from serving.api.settings import ServiceSettings
 
@@ -280,7 +281,8 @@ class RecoupService:
         else:
             results = [scored[aid] if aid in scored else other(aid) for aid in ids]
         timer.mark("response_ms")
-        return ScoreResponse.model_construct(results=results, model_version=state.version, request_id=rid)
+        return ScoreResponse.model_construct(results=results, guarantors=guarantor_groups(results),
+                                             model_version=state.version, request_id=rid)
 
 
 # A Bento's service: BentoML's documented way to add ASGI middleware is on the service object, so it

@@ -25,12 +25,28 @@ from serving.batch.run import (
 log = logging.getLogger("serving.batch")
 
 
+def person_of_accounts(accounts: pd.DataFrame) -> np.ndarray:
+    """Each account's person: its `guarantor_id`, else its patient (DESIGN.md)."""
+    person = accounts["patient_id"].to_numpy(dtype=object)
+    if "guarantor_id" in accounts:
+        g = accounts["guarantor_id"].to_numpy(dtype=object)
+        person = np.where(pd.isna(g), person, g)
+    return person
+
+
 def partition_by_account(ds: Dataset, chunk_size: int) -> Iterator[Dataset]:
-    """Sub-datasets of at most `chunk_size` accounts each, every row of an account in the same one."""
-    accounts = ds["accounts"]["account_id"].to_numpy(dtype=object)
-    order = np.sort(accounts)
-    chunk_of_account = pd.Series(np.arange(len(order)) // max(chunk_size, 1), index=order)
-    n_chunks = int(chunk_of_account.max()) + 1 if len(order) else 0
+    """Sub-datasets of about `chunk_size` accounts each, every row of an account and every account of a
+    guarantor in the same one (the guarantor features look across a person's accounts); a chunk closes
+    after the person that fills it, so a chunk may run over by one person's accounts."""
+    acc = ds["accounts"]
+    person = pd.factorize(person_of_accounts(acc), sort=True)[0] if len(acc) else np.zeros(0, np.int64)
+    order = np.lexsort((acc["account_id"].to_numpy(dtype=object), person))
+    first_of_person = np.r_[True, person[order][1:] != person[order][:-1]] if len(order) else np.zeros(0, bool)
+    starts = np.flatnonzero(first_of_person)
+    person_chunk = starts // max(chunk_size, 1)  # the chunk a person's first account falls in
+    chunk = np.repeat(person_chunk, np.diff(np.r_[starts, len(order)]))
+    chunk_of_account = pd.Series(chunk, index=acc["account_id"].to_numpy(dtype=object)[order])
+    n_chunks = int(chunk.max()) + 1 if len(order) else 0
     chunk: dict[str, np.ndarray] = {}
     for name in BY_ACCOUNT:
         if name in ds:

@@ -197,7 +197,16 @@ def _long_frame(frames: dict, n_parts: int):
     long = parts[0]
     for p in parts[1:]:
         long = long.unionByName(p, allowMissingColumns=True)
-    return long.withColumn("part", F.pmod(F.xxhash64("_aid"), F.lit(n_parts)).cast("int")).drop("_aid")
+    # the key is the account's person (guarantor, else patient): a guarantor's accounts share a group, as
+    # the guarantor features need
+    acc = norm["accounts"]
+    person = F.col("accounts__patient_id")
+    if "accounts__guarantor_id" in acc.columns:
+        person = F.coalesce(F.col("accounts__guarantor_id"), person)
+    people = acc.select(F.col("accounts__account_id").alias("_paid"), person.alias("_pid"))
+    long = long.join(F.broadcast(people), long["_aid"] == people["_paid"], "left")
+    key = F.coalesce(F.col("_pid"), F.col("_aid"))
+    return long.withColumn("part", F.pmod(F.xxhash64(key), F.lit(n_parts)).cast("int")).drop("_aid", "_paid", "_pid")
 
 
 # ----------------------------------------------------------------------------- per group

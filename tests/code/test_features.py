@@ -530,6 +530,60 @@ def _reference_accounts(ds, t: pd.Timestamp, h: int) -> dict[str, dict]:
     return out
 
 
+def _reference_guarantors(ds, t: pd.Timestamp, open_rows: pd.DataFrame) -> dict[str, dict]:
+    """Per open account, in plain Python: its guarantor's features over the guarantor's accounts
+    (`open_rows`: the feature rows at `t`, for the open accounts' patient balances)."""
+    tables = {n: df.to_dict("records") for n, df in ds.tables.items()}
+    state = {}
+    for acc in tables["accounts"]:
+        aid = acc["account_id"]
+        g = acc.get("guarantor_id")
+        g = acc["patient_id"] if g is None or pd.isna(g) else g
+        txns = [x for x in tables["transactions"] if x["account_id"] == aid and x["posted_date"] <= t]
+        acts = [x for x in tables["activities"] if x["account_id"] == aid and x["activity_date"] <= t]
+        kinds = [x["activity_type"] for x in acts]
+        gone = any(x["txn_type"] == "bad_debt_writeoff" for x in txns) or "agency_placement" in kinds
+        statements = sorted(x["activity_date"] for x in acts if x["activity_type"] == "statement")
+        pays = sorted(x["posted_date"] for x in txns if x["txn_type"] == "patient_payment")
+        to_pay = None
+        if statements:
+            after = [d for d in pays if d >= statements[0]]
+            to_pay = (after[0] - statements[0]).days if after else None
+        year = [d for d in pays if d > t - pd.Timedelta(days=365)]
+        touches = [x["activity_date"] for x in acts
+                   if x["activity_type"] in ("statement", "call_contact", "letter", "portal_message")]
+        state[aid] = {
+            "g": g, "known": acc["service_date"] <= t, "open": aid in open_rows.index, "gone": gone,
+            "to_pay": to_pay, "plans": kinds.count("payment_plan_start"),
+            "calls_7d": sum(x["activity_type"] == "call_attempt" and x["activity_date"] > t - pd.Timedelta(days=7)
+                            for x in acts),
+            "last_touch": max(touches, default=None), "payments_365d": len(year), "last_pay": max(pays, default=None),
+        }
+    out = {}
+    for aid in open_rows.index:
+        mine = state[aid]
+        same = [(b, s) for b, s in state.items() if s["g"] == mine["g"] and s["known"]]
+        other = [s for b, s in same if b != aid]
+        waits = [s["to_pay"] for s in other if s["to_pay"] is not None]
+        last = max((s["last_touch"] for _, s in same if s["last_touch"] is not None), default=None)
+        last_pay = max((s["last_pay"] for s in other if s["last_pay"] is not None), default=None)
+        out[aid] = {
+            "guarantor_prior_accounts": len(other),
+            "guarantor_closed_accounts": sum(not s["open"] for s in other),
+            "guarantor_open_accounts": sum(s["open"] for s in other),
+            "guarantor_agency_accounts": sum(s["gone"] for s in other),
+            "guarantor_plans_started": sum(s["plans"] for s in other),
+            "guarantor_median_days_to_pay": float(np.median(waits)) if waits else np.nan,
+            "guarantor_call_attempts_7d": sum(s["calls_7d"] for _, s in same),
+            "guarantor_patient_payments_365d": sum(s["payments_365d"] for s in other),
+            "guarantor_days_since_last_payment": float((t - last_pay).days) if last_pay is not None else np.nan,
+            "guarantor_days_since_last_contact": float((t - last).days) if last is not None else np.nan,
+            "guarantor_open_patient_balance": round(
+                sum(open_rows.loc[b, "balance_patient"] for b, s in same if s["open"]), 2),
+        }
+    return out
+
+
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_agrees_with_the_per_account_reference(seed):
     ds = random_history(seed, 40).build("2024-09-30")
@@ -538,8 +592,9 @@ def test_agrees_with_the_per_account_reference(seed):
         got = account_features(ds, t).set_index("account_id")
         want = _reference_accounts(ds, t, 60)
         assert set(got.index) == set(want), t
+        guarantors = _reference_guarantors(ds, t, got)
         for aid, feats in want.items():
-            for name, value in feats.items():
+            for name, value in {**feats, **guarantors[aid]}.items():
                 g = got.loc[aid, name]
                 assert (np.isnan(value) and np.isnan(g)) or g == pytest.approx(value, abs=1e-6), (t, name)
         got_d = denial_features(ds, t).set_index("claim_id")
@@ -563,8 +618,9 @@ def test_agrees_with_the_reference_on_simulated_data(tmp_path):
         got = account_features(ds, t).set_index("account_id")
         want = _reference_accounts(ds, t, 60)
         assert set(got.index) == set(want)
+        guarantors = _reference_guarantors(ds, t, got)
         for aid, feats in want.items():
-            for name, value in feats.items():
+            for name, value in {**feats, **guarantors[aid]}.items():
                 g = got.loc[aid, name]
                 assert (np.isnan(value) and np.isnan(g)) or g == pytest.approx(value, abs=1e-6), (t, name)
         got_d = denial_features(ds, t).set_index("claim_id")

@@ -201,13 +201,56 @@ def test_one_contact_covers_a_guarantor_and_its_minutes_are_counted_once():
                   guarantor_id=["G1", "G1", "G2"])
     out = rank(FixedScores([0.2] * 3, [50] * 3), acc, None, lift_cfg(), "m/1", "r").accounts.set_index("account_id")
     g1 = out.loc[["A000", "A001"]]
-    assert g1["next_action"].nunique() == 1 and g1["next_action"].iloc[0] in ("statement", "patient_call",
-                                                                            "payment_plan_offer")
+    # the person gets one contact, on their first account; the other account is covered by it
+    assert g1.loc["A000", "next_action"] in ("statement", "patient_call", "payment_plan_offer")
+    assert g1.loc["A001", "next_action"] == "covered" and g1.loc["A001", "best_action"] == g1.loc["A000", "next_action"]
     assert g1["priority"].nunique() == 1 and g1.loc["A000", "priority"] > out.loc["A002", "priority"]
     assert g1.loc["A000", "action_minutes"] > 0 and g1.loc["A001", "action_minutes"] == 0
     assert (out["guarantor_id"].to_numpy() == np.array(["G1", "G1", "G2"], dtype=object)).all()
+    assert list(out["guarantor_rank"]) == [1, 1, 2] and list(out["rank"]) == [1, 2, 3]
+    assert "covered by the" in out.loc["A001", "reasons"][0]
     # each row's lift is its own balance's share: the guarantor's total is counted once
     assert g1.loc["A000", "expected_lift"] > g1.loc["A001", "expected_lift"] > 0
+
+
+def test_a_capacity_cut_lists_each_person_once_and_a_covered_row_only_with_its_contact():
+    n = 40
+    rng = np.random.default_rng(3)
+    guarantors = [f"G{i}" for i in rng.integers(0, 12, n)]
+    acc = insured(n, balance_insurance=0.0, balance_patient=list(rng.uniform(50, 900, n).round(2)),
+                  pending_adjudication=0.0, guarantor_id=guarantors)
+    cfg = lift_cfg()
+    cfg["exploration_share"] = 0.2  # exploration moves rows around: a contact's rows must still stay together
+    model = FixedScores(list(rng.uniform(0.05, 0.4, n)), list(rng.uniform(20, 200, n)))
+    full = rank(model, acc, None, cfg, "m/1", "r").accounts
+    for minutes in (15, 45, 120):
+        cut = rank(model, acc, None, cfg, "m/1", "r", capacity_minutes=minutes).accounts
+        person = cut[cut["next_action"].isin(["statement", "patient_call", "payment_plan_offer"])]
+        assert not person["guarantor_id"].duplicated().any(), minutes
+        covered = cut[cut["next_action"] == "covered"]
+        assert covered["guarantor_id"].isin(person["guarantor_id"]).all(), minutes
+        assert cut["action_minutes"].sum() <= minutes
+    # in the full list a person's rows are adjacent, the contact first
+    for _, rows in full[full["next_action"].isin(["statement", "patient_call", "payment_plan_offer", "covered"])
+                        ].groupby("guarantor_id"):
+        ranks = rows.sort_values("rank")
+        assert (np.diff(ranks["rank"]) == 1).all() and ranks["next_action"].iloc[0] != "covered"
+        assert ranks["guarantor_rank"].nunique() == 1
+
+
+def test_the_call_limit_counts_the_guarantors_attempts_across_accounts():
+    # one attempt on each account, but seven to the person across their other accounts
+    acc = insured(2, balance_insurance=0.0, balance_patient=[400.0, 400.0], pending_adjudication=0.0,
+                  guarantor_id=["G1", "G2"], call_attempts_7d=[1.0, 1.0], guarantor_call_attempts_7d=[7.0, 1.0])
+    for priority in ("lift", "net_per_minute"):
+        cfg = lift_cfg(priority=priority)
+        cfg["actions"] = {**cfg["actions"], "statement": {**cfg["actions"]["statement"], "minutes": 500.0}}
+        free = rank(FixedScores([0.2] * 2, [300] * 2), acc.assign(guarantor_call_attempts_7d=1.0), None, cfg, "m/1",
+                    "r").accounts.set_index("account_id")
+        assert free.loc["A000", "next_action"] in ("patient_call", "call"), priority  # a call, while the limit allows
+        out = rank(FixedScores([0.2] * 2, [300] * 2), acc, None, cfg, "m/1", "r").accounts.set_index("account_id")
+        assert out.loc["A000", "next_action"] not in ("patient_call", "call"), priority
+        assert out.loc["A001", "next_action"] == free.loc["A001", "next_action"], priority
 
 
 def test_held_accounts_are_not_worked_under_the_lift_order_either():

@@ -99,8 +99,9 @@ def test_each_action_says_what_the_work_is_and_what_it_adds():
     assert say["patient_call"].startswith("call the patient: about $1,850")
     assert say["payment_plan_offer"].startswith("offer the patient a payment plan: about $1,850")
     # the guarantor's contact is carried by another account: this one rides along
-    riding = action_sentence(row(expected_lift=42.0, action_minutes=0.0), "statement", h)[0]
-    assert riding.endswith("(done with the contact on the guarantor's other account)") and "$42" in riding
+    riding = action_sentence(row(expected_lift=42.0, action_minutes=0.0, best_action="patient_call"), "covered", h)[0]
+    assert riding.startswith("covered by the call to the guarantor listed with their first account: one contact") \
+        and "$42" in riding
     assert action_sentence(row(expected_lift=0.2), "status_call", h)[0].endswith(": little expected")
     # a status call says why now: the claim is overdue, or the filing clock cannot wait for the payer
     overdue = row(expected_lift=887.0, days_claim_waiting=86.0, payer_days_to_pay=31.0, filing_days_left=12.0)

@@ -375,6 +375,7 @@ def test_reload_swaps_versions(env, client, open_ids):
 
 def test_parity_with_the_nightly_batch(env, client, open_ids):
     """/score gives the same numbers as `run_batch` for the same account at the same as-of date."""
+    from serving.api.request import guarantor_account_ids
     from serving.batch import run_batch
     from training.tracking import load_bundle
 
@@ -386,8 +387,19 @@ def test_parity_with_the_nightly_batch(env, client, open_ids):
     batch = res.ranked.accounts.set_index("account_id")
     bden = res.ranked.denials
     with_denials = sorted(set(bden["account_id"]) & set(open_ids))[:3]
-    ids = with_denials + [a for a in open_ids if a not in with_denials][:5]
-    got = client.post("/score", json=_body(env, ids), headers=AUTH).json()["results"]
+    # the guarantor with the most open accounts comes whole: their features see all their accounts
+    crowd = batch.loc[batch.index.isin(open_ids)].groupby("guarantor_id").size().sort_values(kind="stable")
+    people = batch[batch["guarantor_id"] == crowd.index[-1]].index.tolist()
+    assert len(people) >= 3, crowd.tail()
+    ids = with_denials + [a for a in open_ids if a not in with_denials][:5] + people
+    # the batch sees the whole guarantor, so the request carries each guarantor's other accounts too
+    ids = guarantor_account_ids(env["ds"], list(dict.fromkeys(ids)))
+    answer = client.post("/score", json=_body(env, ids), headers=AUTH).json()
+    got = [x for x in answer["results"] if x["status"] == "scored"]
+    assert {x["account_id"] for x in got} >= set(people)
+    groups = {g["guarantor_id"]: g for g in answer["guarantors"]}
+    assert set(groups[crowd.index[-1]]["account_ids"]) >= set(people)
+    assert [g["guarantor_rank"] for g in answer["guarantors"]] == list(range(1, len(groups) + 1))
     for x in got:
         b = batch.loc[x["account_id"]]
         for col in ("p_payment", "expected_recovery", "expected_net", "balance"):
@@ -396,6 +408,7 @@ def test_parity_with_the_nightly_batch(env, client, open_ids):
         assert (x["priority"] is None) == (not np.isfinite(b["priority"])), x["account_id"]
         assert x["priority"] is None or x["priority"] == pytest.approx(float(b["priority"]), abs=1e-9, rel=0)
         assert x["next_action"] == b["next_action"] and x["model_version"] == b["model_version"]
+        assert x["guarantor_id"] == b["guarantor_id"]
         assert x["is_exploration"] == bool(b["is_exploration"])
         assert x["reasons"] == list(b["reasons"])
         mine = {d["claim_id"]: d for d in x["denials"]}

@@ -55,7 +55,7 @@ def test_two_runs_agree_with_a_real_model(small_model):
     for rs, action in zip(top["reasons"], top["next_action"], strict=True):
         assert 1 <= len(rs) <= 3 and not any(raw.search(s) for s in rs), rs
         work = {"wait": "nothing to do", "hold": "on hold", "send_to_agency": "send to the collection agency",
-                "write_off": "write off"}.get(action) or ACTION_SENTENCES[action].work
+                "write_off": "write off", "covered": "covered by the"}.get(action) or ACTION_SENTENCES[action].work
         assert rs[0].startswith(work), (action, rs[0])
 
 
