@@ -29,6 +29,7 @@ from features.contract.tables import (
     FORWARDED_X12_STATUSES,
     FREQUENCY_FROM_X12,
     GROUP_CODES,
+    NANOSECOND_DAYS,
     REQUIRED_TABLES,
     TABLES,
     TXN_TYPES,
@@ -71,7 +72,7 @@ from features.contract.write import (
 __all__ = [
     "ACK_SOURCES", "ACK_STATUSES", "FORWARDED_X12_STATUSES",
     "ACTIVITY_TYPES", "APPEAL_OUTCOMES", "CLAIM_FREQUENCIES", "CLAIM_STATUS_FROM_X12", "CLAIM_STATUSES",
-    "CLAIM_TYPES", "ENCOUNTER_TYPES", "FINANCIAL_CLASSES", "FREQUENCY_FROM_X12", "GROUP_CODES",
+    "CLAIM_TYPES", "ENCOUNTER_TYPES", "FINANCIAL_CLASSES", "FREQUENCY_FROM_X12", "GROUP_CODES", "NANOSECOND_DAYS",
     "REQUIRED_TABLES", "TABLES", "TXN_TYPES", "WORK_ACTIONS",
     "BOUND_VARIABLES", "Bounds", "bound_violations",
     "Appended", "Col", "ColumnTable", "ColumnType", "ContractError", "Dataset", "DatasetWriter", "KeyConflict",
