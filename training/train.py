@@ -160,14 +160,12 @@ TRUTH_COLUMNS = {
     "denials": ("claim_id", "p_overturn_if_worked", "expected_overturn_dollars"),
     "actions": ("account_id", "as_of", "action", "minutes", "lift"),
 }
-TRUTH_OPTIONAL = {"accounts": ("guarantor_id",)}
 
 
 def read_truth_table(source, name: str) -> pd.DataFrame | None:
-    """`_truth/<name>.parquet` beside a dataset folder with the columns the evaluation uses (other columns
-    dropped), or None: no such file, a file that cannot be read, or one without those columns (truth
-    from another generator) is left out of the evaluation with a warning that names the file and what
-    it lacks."""
+    """`_truth/<name>.parquet` beside a dataset folder, or None: no such file, a file that cannot be read,
+    or one without the columns the evaluation uses (truth from another generator) is left out of the
+    evaluation with a warning that names the file and what it lacks."""
     from pathlib import Path
 
     path = Path(str(source)) / "_truth" / f"{name}.parquet"
@@ -183,8 +181,7 @@ def read_truth_table(source, name: str) -> pd.DataFrame | None:
         log.warning("ignoring %s: it lacks the column(s) %s that the evaluation uses (truth from another "
                     "generator?)", path, ", ".join(missing))
         return None
-    keep = [*TRUTH_COLUMNS[name], *(c for c in TRUTH_OPTIONAL.get(name, ()) if c in df.columns)]
-    return df[keep]
+    return df
 
 
 def read_truth(source) -> tuple[pd.DataFrame | None, pd.DataFrame | None]:

@@ -28,11 +28,11 @@ def test_foreign_truth_is_ignored_and_named(tmp_path, caplog):
     assert "_truth/denials.parquet" in text
 
 
-def test_truth_keeps_the_columns_the_evaluation_uses(tmp_path):
+def test_truth_with_the_columns_the_evaluation_uses_is_read(tmp_path):
     full = {c: [1.0] for c in TRUTH_COLUMNS["accounts"]} | {"guarantor_id": ["G1"], "extra": ["x"]}
     _write(tmp_path, "accounts", pd.DataFrame(full))
     got = read_truth_table(tmp_path, "accounts")
-    assert list(got.columns) == [*TRUTH_COLUMNS["accounts"], "guarantor_id"]
+    assert list(got.columns) == [*TRUTH_COLUMNS["accounts"], "guarantor_id", "extra"]
     (tmp_path / "_truth" / "denials.parquet").write_bytes(b"garbage")
     assert read_truth_table(tmp_path, "denials") is None  # unreadable: left out too
     assert read_truth_table(tmp_path, "actions") is None  # absent
