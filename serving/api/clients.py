@@ -10,7 +10,8 @@ The clients file is JSON:
 `facilities` left out (or null): every facility. `recoup client-token NAME --scopes ...` adds a client or
 rotates its token (prints the new token once, stores its hash). The service rereads the file when it
 changes (its size, mtime or inode), so a rotation or a revocation needs no restart; a file that no longer
-parses keeps the clients last read and logs what is wrong with it (never a hash or a token).
+parses keeps the clients last read and logs what is wrong with it (never a hash or a token); a file that
+is deleted revokes all its clients.
 
 The single-token setting (RECOUP_API_TOKEN) still works: that token is one client, `default`, with every
 scope and every facility.
@@ -134,6 +135,10 @@ class ClientRegistry:
             if stamp == self._stamp:
                 return
             self._stamp = stamp
+            if stamp is None:  # deleted: every client of the file is revoked (the legacy token stays)
+                self._clients = {}
+                log.warning("the clients file %s is gone: no client of it is accepted until it is back", self.path)
+                return
             try:
                 clients = parse_clients(self._read(self.path), str(self.path))  # type: ignore[arg-type]
             except ClientsFileError as err:

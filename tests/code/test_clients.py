@@ -35,6 +35,13 @@ def test_rotation_and_revocation_are_seen_without_a_restart(tmp_path):
     assert registry.authenticate(new) is None
     path.write_text("{not json")  # a broken file keeps the clients last read, and says why in the log
     assert registry.authenticate(new) is None
+    again = write_client(tmp_path / "other.json", "queue", ["score"])
+    (tmp_path / "other.json").replace(path)
+    assert registry.authenticate(again).name == "queue"
+    path.write_text("{not json")
+    assert registry.authenticate(again).name == "queue"  # kept: a half-written file is no revocation
+    path.unlink()  # deleting the file revokes its clients
+    assert registry.authenticate(again) is None and registry.authenticate("legacy-token").name == "default"
 
 
 @pytest.mark.parametrize("entry,problem", [
