@@ -479,10 +479,18 @@ def serve(
         "--work-store", metavar="DATA", help="Where POST /work appends the work rows it receives: a dataset folder "
                                              "or a SQLAlchemy URL (default: RECOUP_WORK_STORE; unset, /work "
                                              "answers 503).")] = None,
+    clients_file: Annotated[Path | None, typer.Option(
+        "--clients-file", help="The API clients: token hashes, scopes, facilities (default: RECOUP_CLIENTS_FILE; "
+                               "`recoup client-token` writes it; reread when it changes).")] = None,
+    audit_log: Annotated[Path | None, typer.Option(
+        "--audit-log", help="Append one JSON line per request here (default: RECOUP_AUDIT_LOG).")] = None,
+    docs: Annotated[bool, typer.Option("--docs", help="Serve the OpenAPI page at / (default: RECOUP_DOCS; "
+                                                      "/docs.json is always served).")] = False,
 ) -> None:
     """Serve real-time scoring over HTTP (BentoML): POST /score, POST /worklist, POST /work, POST
-    /admin/reload, /livez, /readyz, /metrics. Requests need `Authorization: Bearer $RECOUP_API_TOKEN`;
-    without the variable the server refuses to start unless --no-auth is given. SIGHUP (or POST
+    /admin/reload, /livez, /readyz, /metrics, /docs.json. Requests need `Authorization: Bearer <token>`: a
+    client's token from the clients file (scopes score, work:write, admin) or RECOUP_API_TOKEN (every
+    scope); with neither the server refuses to start unless --no-auth is given. SIGHUP (or POST
     /admin/reload) re-resolves the model alias and swaps the model without downtime."""
     from features.contract import is_sql_url
     from serving.api.settings import ServiceSettings
@@ -497,6 +505,12 @@ def serve(
         options["tracking_uri"] = tracking_uri
     if ranking_config:
         options["ranking_config"] = ranking_config.resolve()
+    if clients_file:
+        options["clients_file"] = clients_file.resolve()
+    if audit_log:
+        options["audit_log"] = audit_log.resolve()
+    if docs:
+        options["docs"] = True
     try:
         settings = ServiceSettings.from_env(**options)
     except ValueError as err:  # no token (and no --no-auth), or a bad limit
@@ -508,6 +522,34 @@ def serve(
         run_server(settings, host, port)
     except (LookupError, RuntimeError, ValueError) as err:
         _fail(str(err))
+
+
+@app.command("client-token")
+def client_token(
+    name: Annotated[str, typer.Argument(help="The client's name (letters, digits, '.', '_', '-').")],
+    scopes: Annotated[str, typer.Option("--scopes", help="Comma-separated: score, work:write, admin.")] = "score",
+    facility: Annotated[list[str] | None, typer.Option(
+        "--facility", help="Limit the client to this facility (repeat for several; default: every facility).")] = None,
+    clients_file: Annotated[Path | None, typer.Option(
+        "--clients-file", help="The clients file (default: RECOUP_CLIENTS_FILE).")] = None,
+) -> None:
+    """Create an API client, or rotate its token: prints the new token once and stores only its SHA-256
+    in the clients file. A running service picks the change up at its next request (no restart); the
+    client's old token stops working then."""
+    import os
+
+    from serving.api.clients import ClientsFileError, write_client
+
+    path = clients_file or (Path(os.environ["RECOUP_CLIENTS_FILE"]) if os.environ.get("RECOUP_CLIENTS_FILE")
+                            else None)
+    if path is None:
+        _fail("give --clients-file or set RECOUP_CLIENTS_FILE", 2)
+    try:
+        token = write_client(path, name, [s.strip() for s in scopes.split(",") if s.strip()], facility)
+    except (ClientsFileError, ValueError, OSError) as err:
+        _fail(str(err), 2)
+    typer.secho(f"client {name} ({scopes}) in {path}; its token, shown this once:", err=True)
+    typer.echo(token)
 
 
 @app.command()

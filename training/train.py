@@ -154,26 +154,44 @@ def synthetic_input_example(model, n: int = 2) -> pd.DataFrame:
     return pd.DataFrame(data)
 
 
-def read_truth(source) -> tuple[pd.DataFrame | None, pd.DataFrame | None]:
-    """The simulator's `_truth/` tables beside a dataset folder, when there are any."""
+# what the evaluation reads of each `_truth/` table (the simulator's); a file without them is ignored
+TRUTH_COLUMNS = {
+    "accounts": ("account_id", "as_of", "p_payment", "expected_recovery"),
+    "denials": ("claim_id", "p_overturn_if_worked", "expected_overturn_dollars"),
+    "actions": ("account_id", "as_of", "action", "minutes", "lift"),
+}
+
+
+def read_truth_table(source, name: str) -> pd.DataFrame | None:
+    """`_truth/<name>.parquet` beside a dataset folder, or None: no such file, a file that cannot be read,
+    or one without the columns the evaluation uses (truth from another generator) is left out of the
+    evaluation with a warning that names the file and what it lacks."""
     from pathlib import Path
 
-    folder = Path(str(source)) / "_truth"
-    if "://" in str(source) or not folder.is_dir():
-        return None, None
-    acc = pd.read_parquet(folder / "accounts.parquet") if (folder / "accounts.parquet").exists() else None
-    den = pd.read_parquet(folder / "denials.parquet") if (folder / "denials.parquet").exists() else None
-    return acc, den
+    path = Path(str(source)) / "_truth" / f"{name}.parquet"
+    if "://" in str(source) or not path.exists():
+        return None
+    try:
+        df = pd.read_parquet(path)
+    except (OSError, ValueError) as err:
+        log.warning("ignoring %s: it cannot be read (%s)", path, type(err).__name__)
+        return None
+    missing = [c for c in TRUTH_COLUMNS[name] if c not in df.columns]
+    if missing:
+        log.warning("ignoring %s: it lacks the column(s) %s that the evaluation uses (truth from another "
+                    "generator?)", path, ", ".join(missing))
+        return None
+    return df
+
+
+def read_truth(source) -> tuple[pd.DataFrame | None, pd.DataFrame | None]:
+    """The simulator's `_truth/` accounts and denials beside a dataset folder, when there are any."""
+    return read_truth_table(source, "accounts"), read_truth_table(source, "denials")
 
 
 def read_truth_actions(source) -> pd.DataFrame | None:
     """`_truth/actions` beside a dataset folder (every feasible action's exact lift), when there is one."""
-    from pathlib import Path
-
-    path = Path(str(source)) / "_truth" / "actions.parquet"
-    if "://" in str(source) or not path.exists():
-        return None
-    return pd.read_parquet(path)
+    return read_truth_table(source, "actions")
 
 
 def evaluate_model(model, snaps: Snapshots, settings: TrainingSettings, source=None, ds: Dataset | None = None,

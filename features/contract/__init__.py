@@ -19,6 +19,7 @@ from features.contract.tables import (
     ACK_STATUSES,
     ACTIVITY_TYPES,
     APPEAL_OUTCOMES,
+    BOUND_VARIABLES,
     CLAIM_FREQUENCIES,
     CLAIM_STATUS_FROM_X12,
     CLAIM_STATUSES,
@@ -28,10 +29,12 @@ from features.contract.tables import (
     FORWARDED_X12_STATUSES,
     FREQUENCY_FROM_X12,
     GROUP_CODES,
+    NANOSECOND_DAYS,
     REQUIRED_TABLES,
     TABLES,
     TXN_TYPES,
     WORK_ACTIONS,
+    Bounds,
     Col,
     ColumnType,
     ContractError,
@@ -40,7 +43,13 @@ from features.contract.tables import (
     Violation,
     columns_of,
 )
-from features.contract.validate import coerce_table, pandera_schema, table_violations, validate_dataset
+from features.contract.validate import (
+    bound_violations,
+    coerce_table,
+    pandera_schema,
+    table_violations,
+    validate_dataset,
+)
 from features.contract.work import (
     WorkSummary,
     check_work,
@@ -63,8 +72,9 @@ from features.contract.write import (
 __all__ = [
     "ACK_SOURCES", "ACK_STATUSES", "FORWARDED_X12_STATUSES",
     "ACTIVITY_TYPES", "APPEAL_OUTCOMES", "CLAIM_FREQUENCIES", "CLAIM_STATUS_FROM_X12", "CLAIM_STATUSES",
-    "CLAIM_TYPES", "ENCOUNTER_TYPES", "FINANCIAL_CLASSES", "FREQUENCY_FROM_X12", "GROUP_CODES",
+    "CLAIM_TYPES", "ENCOUNTER_TYPES", "FINANCIAL_CLASSES", "FREQUENCY_FROM_X12", "GROUP_CODES", "NANOSECOND_DAYS",
     "REQUIRED_TABLES", "TABLES", "TXN_TYPES", "WORK_ACTIONS",
+    "BOUND_VARIABLES", "Bounds", "bound_violations",
     "Appended", "Col", "ColumnTable", "ColumnType", "ContractError", "Dataset", "DatasetWriter", "KeyConflict",
     "Ref", "Table", "Violation",
     "append_table", "arrow_schema", "coerce_table", "columns_of", "float_column", "is_sql_url", "latest_date",

@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from features.contract.dataset import Dataset, latest_date
-from features.contract.tables import REQUIRED_TABLES, TABLES, ContractError, Violation
+from features.contract.tables import REQUIRED_TABLES, TABLES, Bounds, ContractError, Violation
 from features.contract.validate import coerce_table, validate_dataset
 
 
@@ -29,15 +29,34 @@ def split_sql_target(target: str) -> tuple[str, str | None]:
 
 def _read_folder_table(folder: Path, name: str) -> pd.DataFrame | None:
     pq, csv = folder / f"{name}.parquet", folder / f"{name}.csv"
-    if pq.exists():
-        return pd.read_parquet(pq)
-    if pq.is_dir():
+    if pq.exists():  # a file, or a folder of parts
         return pd.read_parquet(pq)
     if csv.exists():
         # Read everything as text: typing happens in one place (`coerce_table`), which can name
         # the rows that do not parse.
-        return pd.read_csv(csv, dtype=str, keep_default_na=False, na_values=[""])
+        return pd.read_csv(csv, dtype=str, keep_default_na=False, na_values=[""], encoding="utf-8")
     return None
+
+
+def unreadable(name: str, folder: Path, err: Exception) -> Violation:
+    """What is wrong with a table's file that cannot be read (truncated, empty, not Parquet, not UTF-8),
+    naming the file and the table; no cell values (pyarrow's and pandas' messages quote none)."""
+    path = folder / f"{name}.parquet"
+    path = path if path.exists() else folder / f"{name}.csv"
+    if isinstance(err, UnicodeDecodeError):
+        byte = err.object[err.start]
+        reason = f"is not UTF-8 text ({err.encoding} cannot decode byte 0x{byte:02x}): save it as UTF-8"
+    elif isinstance(err, pd.errors.EmptyDataError):
+        reason = "is empty (no header row)"
+    else:
+        text = " ".join(str(err).split()).replace(str(path), "the file")
+        reason = f"cannot be read ({type(err).__name__}: {text[:200]})"
+    return Violation(name, None, f"file {path} {reason}")
+
+
+# what reading a damaged file raises: pyarrow's errors are OSError or ArrowInvalid (a ValueError),
+# pandas' parser errors ValueErrors, a wrong encoding a UnicodeDecodeError (a ValueError too)
+UNREADABLE = (OSError, ValueError)
 
 
 def read_raw(source: str | os.PathLike, tables: tuple[str, ...] | None = None) -> dict[str, pd.DataFrame]:
@@ -62,10 +81,17 @@ def read_raw(source: str | os.PathLike, tables: tuple[str, ...] | None = None) -
         folder = Path(source)
         if not folder.is_dir():
             raise ContractError([Violation(str(source), None, "is not a folder of contract tables")])
+        broken: list[Violation] = []
         for name in names:
-            df = _read_folder_table(folder, name)
+            try:
+                df = _read_folder_table(folder, name)
+            except UNREADABLE as err:
+                broken.append(unreadable(name, folder, err))
+                continue
             if df is not None:
                 raw[name] = df
+        if broken:
+            raise ContractError(broken)
     return raw
 
 
@@ -74,8 +100,12 @@ def read_dataset(
     extract_date: str | pd.Timestamp | None = None,
     validate: bool = True,
     tables: tuple[str, ...] | None = None,
+    bounds: Bounds | None = None,
 ) -> Dataset:
-    """Read a dataset, type it and (by default) validate it; raise `ContractError` if broken."""
+    """Read a dataset, type it and (by default) validate it; raise `ContractError` if broken: a file
+    that cannot be read, a value that does not parse or lies outside the `bounds` (default: the
+    environment's, `Bounds.from_env`) is named by table, column and row ids."""
+    bounds = bounds if bounds is not None else Bounds.from_env()
     raw = read_raw(source, tables)
     violations: list[Violation] = []
     wanted = tables or REQUIRED_TABLES
@@ -84,7 +114,7 @@ def read_dataset(
             violations.append(Violation(name, None, f"table is missing from {source}"))
     typed: dict[str, pd.DataFrame] = {}
     for name, df in raw.items():
-        frame, problems = coerce_table(name, df)
+        frame, problems = coerce_table(name, df, bounds)
         violations.extend(problems)
         typed[name] = frame
     if violations:
@@ -92,7 +122,7 @@ def read_dataset(
     ds = Dataset(typed, source=str(source))
     ds.extract_date = pd.Timestamp(extract_date) if extract_date is not None else latest_date(ds)
     if validate:
-        validate_dataset(ds)
+        validate_dataset(ds, bounds)
     return ds
 
 

@@ -7,6 +7,10 @@ type coercion and the generated docs all derive from it.
 
 from __future__ import annotations
 
+import datetime as dt
+import math
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -65,6 +69,7 @@ class Col:
     non_negative: bool = False
     default: object = None  # value used when an optional column is absent
     doc: str = ""
+    maximum: float | None = None  # a number above it is not a plausible value (days, ages, minutes, units)
 
 
 @dataclass(frozen=True)
@@ -88,6 +93,60 @@ class Table:
     doc: str = ""
 
 
+# Plausibility ceilings the contract declares per column (`Col.maximum`): a value above them is a typo or
+# garbage, and day counts beyond them would carry a date past what datetime64[ns] holds.
+MAX_DAYS = 3_650  # a payer's filing or appeal window: ten years
+MAX_AGE = 150
+MAX_COUNT = 1_000_000  # line numbers and units
+MAX_MINUTES = 1_440  # one piece of work: at most a day
+
+# The value bounds that are configuration, not contract (`Bounds`), and their variables
+DEFAULT_MIN_DATE = dt.date(1900, 1, 1)
+DEFAULT_MAX_DATE = dt.date(2100, 12, 31)
+DEFAULT_MAX_AMOUNT = 1_000_000_000.0  # dollars, in absolute value
+# what datetime64[ns] holds: no bound may reach past it
+NANOSECOND_DAYS = (dt.date(1677, 9, 22), dt.date(2262, 4, 11))
+BOUND_VARIABLES = {"min_date": "RECOUP_MIN_DATE", "max_date": "RECOUP_MAX_DATE", "max_amount": "RECOUP_MAX_AMOUNT"}
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """The values a dataset or a request may hold beyond their types: every date within
+    [`min_date`, `max_date`], every amount finite and at most `max_amount` dollars in absolute value.
+    `from_env` reads them from RECOUP_MIN_DATE, RECOUP_MAX_DATE (ISO dates) and RECOUP_MAX_AMOUNT."""
+
+    min_date: dt.date = DEFAULT_MIN_DATE
+    max_date: dt.date = DEFAULT_MAX_DATE
+    max_amount: float = DEFAULT_MAX_AMOUNT
+
+    def __post_init__(self) -> None:
+        first, last = NANOSECOND_DAYS
+        if not first <= self.min_date < self.max_date <= last:
+            raise ValueError(f"{BOUND_VARIABLES['min_date']}={self.min_date} and {BOUND_VARIABLES['max_date']}="
+                             f"{self.max_date} must be ordered and within {first} … {last}")
+        if not (math.isfinite(self.max_amount) and self.max_amount > 0):
+            raise ValueError(f"{BOUND_VARIABLES['max_amount']}={self.max_amount!r} must be a positive finite number")
+
+    @property
+    def date_range(self) -> str:
+        return f"{self.min_date} … {self.max_date}"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Bounds:
+        env = os.environ if environ is None else environ
+        values: dict = {}
+        for name, variable in BOUND_VARIABLES.items():
+            raw = env.get(variable, "").strip()
+            if not raw:
+                continue
+            try:
+                values[name] = float(raw) if name == "max_amount" else dt.date.fromisoformat(raw)
+            except ValueError:
+                kind = "a number" if name == "max_amount" else "an ISO date (YYYY-MM-DD)"
+                raise ValueError(f"{variable}={raw!r} is not {kind}") from None
+        return cls(**values)
+
+
 def _money(**kw) -> Col:
     return Col("money", non_negative=True, **kw)
 
@@ -101,8 +160,8 @@ TABLES: dict[str, Table] = {
                 "payer_id": Col("str"),
                 "payer_name": Col("str"),
                 "financial_class": Col("str", enum=FINANCIAL_CLASSES),
-                "timely_filing_days": Col("int", nullable=True, non_negative=True),
-                "appeal_window_days": Col("int", nullable=True, non_negative=True),
+                "timely_filing_days": Col("int", nullable=True, non_negative=True, maximum=MAX_DAYS),
+                "appeal_window_days": Col("int", nullable=True, non_negative=True, maximum=MAX_DAYS),
             },
             doc="Insurance plans and the self-pay pseudo payer.",
         ),
@@ -116,7 +175,7 @@ TABLES: dict[str, Table] = {
                 "service_date": Col("date"),
                 "discharge_date": Col("date", nullable=True, doc="known from that date"),
                 "primary_payer_id": Col("str", nullable=True, doc="null: self-pay"),
-                "patient_age": Col("int", non_negative=True),
+                "patient_age": Col("int", non_negative=True, maximum=MAX_AGE),
                 "patient_state": Col("str", nullable=True),
                 "total_charges": _money(),
                 "guarantor_id": Col("str", nullable=True, required=False,
@@ -155,10 +214,10 @@ TABLES: dict[str, Table] = {
             "claim_lines", ("claim_id", "line_number"),
             {
                 "claim_id": Col("str"),
-                "line_number": Col("int", non_negative=True),
+                "line_number": Col("int", non_negative=True, maximum=MAX_COUNT),
                 "procedure_code": Col("str"),
                 "modifiers": Col("str", nullable=True),
-                "units": Col("float", non_negative=True),
+                "units": Col("float", non_negative=True, maximum=MAX_COUNT),
                 "line_charge": _money(),
                 "revenue_code": Col("str", nullable=True),
             },
@@ -188,7 +247,7 @@ TABLES: dict[str, Table] = {
             "adjustments", ("remit_id", "line_number", "group_code", "reason_code"),
             {
                 "remit_id": Col("str"),
-                "line_number": Col("int", nullable=True, required=False),
+                "line_number": Col("int", nullable=True, required=False, maximum=MAX_COUNT),
                 "group_code": Col("str", enum=GROUP_CODES),
                 "reason_code": Col("str"),
                 "amount": Col("signed_money", doc="signed: 835s carry negative adjustments"),
@@ -247,7 +306,7 @@ TABLES: dict[str, Table] = {
             "remit_lines", ("remit_id", "line_number"),
             {
                 "remit_id": Col("str"),
-                "line_number": Col("int", non_negative=True),
+                "line_number": Col("int", non_negative=True, maximum=MAX_COUNT),
                 "procedure_code": Col("str"),
                 "line_charge": Col("signed_money"),
                 "line_paid": Col("signed_money"),
@@ -294,7 +353,7 @@ TABLES: dict[str, Table] = {
                 "claim_id": Col("str", nullable=True, required=False, doc="work on one claim or denial"),
                 "worked_date": Col("date"),
                 "action": Col("str", enum=WORK_ACTIONS),
-                "minutes": Col("float", non_negative=True),
+                "minutes": Col("float", non_negative=True, maximum=MAX_MINUTES),
                 "propensity": Col("float", non_negative=True,
                                   doc="the probability that the policy which chose this work chose it; 1.0 for a "
                                       "deterministic rule"),

@@ -3,7 +3,9 @@
 `coerce_table` gives each column its canonical in-memory type (ids as strings, dates as
 datetime64[ns], money as float64, counts as Int64) and names the rows that do not parse;
 `validate_dataset` checks a typed dataset with pandera schemas derived from `TABLES`, plus the
-cross-table rules pandera cannot express (references, nothing dated after the extract date).
+cross-table rules pandera cannot express (references, nothing dated after the extract date) and the
+value bounds (`Bounds`: dates within the accepted range, amounts finite and under the ceiling, the
+columns' plausible maximums).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from features.contract.dataset import Dataset
-from features.contract.tables import TABLES, ContractError, Table, Violation
+from features.contract.tables import TABLES, Bounds, ContractError, Table, Violation
 
 if TYPE_CHECKING:
     import pandera.pandas as pa
@@ -54,19 +56,59 @@ def _as_str(s: pd.Series) -> pd.Series:
     return out.where(out.notna(), None)
 
 
-def _nanosecond_dates(values: pd.Series) -> pd.Series:
-    """Dates as datetime64[ns]; one outside its range (pandas parses year 1500 at a coarser unit) is
-    missing, so that it is reported as not a date instead of overflowing."""
-    try:
-        return values.astype("datetime64[ns]").dt.normalize()
-    except pd.errors.OutOfBoundsDatetime:
-        inside = (values >= pd.Timestamp.min) & (values <= pd.Timestamp.max)
-        return values.where(inside).astype("datetime64[ns]").dt.normalize()
+def _bounded_dates(values: pd.Series, bounds: Bounds) -> tuple[pd.Series, pd.Series]:
+    """Dates as datetime64[ns], and the mask of those outside the accepted range, which become
+    missing (pandas parses year 3025 at a coarser unit: converted as they are, they would overflow)."""
+    first, last = pd.Timestamp(bounds.min_date), pd.Timestamp(bounds.max_date)
+    outside = values.notna() & ((values < first) | (values > last))
+    return values.where(~outside).astype("datetime64[ns]").dt.normalize(), outside
 
 
-def coerce_table(name: str, df: pd.DataFrame) -> tuple[pd.DataFrame, list[Violation]]:
-    """Give each contract column its canonical type; unknown columns are dropped (ignored)."""
+def _date_range_problem(bounds: Bounds) -> str:
+    return f"date outside the accepted range {bounds.date_range} (RECOUP_MIN_DATE, RECOUP_MAX_DATE)"
+
+
+def bound_violations(name: str, df: pd.DataFrame, bounds: Bounds | None = None) -> list[Violation]:
+    """Values of a typed table outside the bounds: dates outside the accepted range, numbers that are
+    not finite (inf), amounts over the ceiling, counts over their column's plausible maximum."""
+    bounds = bounds if bounds is not None else Bounds.from_env()
+    out: list[Violation] = []
+    for col, c in TABLES[name].columns.items():
+        if col not in df:
+            continue
+        values = df[col]
+        if c.type == "date":
+            if not pd.api.types.is_datetime64_any_dtype(values):
+                continue
+            outside = values.notna() & ((values < pd.Timestamp(bounds.min_date))
+                                        | (values > pd.Timestamp(bounds.max_date)))
+            if outside.any():
+                out.append(_violation(name, df, col, _date_range_problem(bounds), outside))
+            continue
+        if c.type == "str" or not pd.api.types.is_numeric_dtype(values):
+            continue
+        num = values.to_numpy(dtype="float64", na_value=np.nan)
+        infinite = np.isinf(num)
+        if infinite.any():
+            out.append(_violation(name, df, col, "value is not a finite number", infinite))
+        if c.type in ("money", "signed_money"):
+            over = np.abs(np.where(infinite, 0.0, num)) > bounds.max_amount
+            if over.any():
+                out.append(_violation(name, df, col, f"amount over the ceiling of {bounds.max_amount:,.0f} dollars "
+                                                     "(RECOUP_MAX_AMOUNT)", over))
+        elif c.maximum is not None:
+            over = np.where(infinite, 0.0, num) > c.maximum
+            if over.any():
+                out.append(_violation(name, df, col, f"value over the plausible maximum of {c.maximum:,g}", over))
+    return out
+
+
+def coerce_table(name: str, df: pd.DataFrame, bounds: Bounds | None = None) -> tuple[pd.DataFrame, list[Violation]]:
+    """Give each contract column its canonical type and name the values that do not parse or that lie
+    outside the bounds (`bound_violations`; dates outside the range become missing, non-finite numbers
+    stay as they are but are named); unknown columns are dropped (ignored)."""
     spec: Table = TABLES[name]
+    bounds = bounds if bounds is not None else Bounds.from_env()
     out: dict[str, pd.Series] = {}
     problems: list[Violation] = []
     for col, c in spec.columns.items():
@@ -88,7 +130,10 @@ def coerce_table(name: str, df: pd.DataFrame) -> tuple[pd.DataFrame, list[Violat
             else:  # text: an ISO date, perhaps with a time part
                 text = values.astype("string").str.slice(0, 10)
                 typed = pd.to_datetime(text, format="%Y-%m-%d", errors="coerce")
-            typed = _nanosecond_dates(typed)
+            typed, outside = _bounded_dates(typed, bounds)
+            if outside.any():
+                problems.append(_violation(name, df, col, _date_range_problem(bounds), outside))
+                raw_null = raw_null | outside
         elif c.type in ("money", "signed_money", "float"):
             typed = pd.to_numeric(values, errors="coerce").astype("float64")
             if c.type != "float":
@@ -96,13 +141,16 @@ def coerce_table(name: str, df: pd.DataFrame) -> tuple[pd.DataFrame, list[Violat
         else:  # int
             num = pd.to_numeric(values, errors="coerce")
             frac = num.notna() & (num != np.floor(num.fillna(0)))
-            num = num.where(~frac)
+            # beyond int64 (or inf) it is no count: missing, so that it is named as not an int
+            num = num.where(~frac & (num.abs() < 2.0**63))
             typed = num.astype("Int64")
         bad = typed.isna() & ~raw_null
         if bad.any():
             problems.append(_violation(name, df, col, f"values are not of type {c.type}", bad))
         out[col] = typed
-    return pd.DataFrame(out, index=df.index).reset_index(drop=True), problems
+    frame = pd.DataFrame(out, index=df.index)
+    problems.extend(bound_violations(name, frame, bounds))
+    return frame.reset_index(drop=True), problems
 
 
 # ---------------------------------------------------------------- validation
@@ -171,11 +219,14 @@ def _pandera_violations(name: str, df: pd.DataFrame) -> list[Violation]:
     return out
 
 
-def validate_dataset(ds: Dataset) -> None:
-    """Raise `ContractError` naming every broken rule; return None when the dataset is sound."""
+def validate_dataset(ds: Dataset, bounds: Bounds | None = None) -> None:
+    """Raise `ContractError` naming every broken rule; return None when the dataset is sound. `bounds`
+    default to the environment's (`Bounds.from_env`)."""
+    bounds = bounds if bounds is not None else Bounds.from_env()
     violations: list[Violation] = []
     for name, df in ds.tables.items():
         violations.extend(_pandera_violations(name, df))
+        violations.extend(bound_violations(name, df, bounds))
     violations.extend(_reference_violations(ds))
     violations.extend(_date_violations(ds))
     if violations:

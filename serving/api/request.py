@@ -2,8 +2,10 @@
 make (references, unique keys), and the request as a contract `Dataset` (and back, for clients).
 
 Every row model is generated from `features.contract.TABLES` (never written by hand): enums become
-`Literal`s, money and counts that the contract says are non-negative get `ge=0`, floats must be
-finite, dates are `datetime.date` (ISO `YYYY-MM-DD`), nullable columns may be null or left out,
+`Literal`s, money and counts that the contract says are non-negative get `ge=0` (and `le` their column's
+maximum), floats must be finite, values are not converted between JSON types (strict), dates are
+`datetime.date` (ISO `YYYY-MM-DD`, within what datetime64[ns] holds; the service then holds them to the
+configured `Bounds`, as `bound_problems` does amounts), nullable columns may be null or left out,
 optional columns may be left out (the service applies their contract default), unknown keys are
 ignored (as the contract says). Validation errors never echo the submitted values
 (`hide_input_in_errors`): they can be PHI.
@@ -16,15 +18,14 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-import re
 from typing import Annotated, Any, Literal, NotRequired
 
 import numpy as np
 import pandas as pd
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, with_config
+from pydantic import BaseModel, ConfigDict, Field, with_config
 from typing_extensions import TypedDict
 
-from features.contract import TABLES, Col, ColumnTable, Dataset
+from features.contract import NANOSECOND_DAYS, TABLES, Bounds, Col, ColumnTable, Dataset
 from features.dates import from_python_dates, parse_as_of
 
 # the tables an account history carries in a request (payers: those the account refers to)
@@ -33,10 +34,18 @@ HISTORY_TABLES = (
 )
 REQUEST_TABLES = ("accounts", *HISTORY_TABLES)
 
-_ROW_CONFIG = ConfigDict(extra="ignore", hide_input_in_errors=True, allow_inf_nan=False)
-_STRICT_CONFIG = ConfigDict(extra="ignore", hide_input_in_errors=True, allow_inf_nan=False)
+# strict: a value of another JSON type is refused, not converted (the number 0 is not a date, "5" not an
+# amount, true not a count), as the OpenAPI document says; JSON's ISO date strings are dates
+_ROW_CONFIG = ConfigDict(extra="ignore", hide_input_in_errors=True, allow_inf_nan=False, strict=True)
+_STRICT_CONFIG = _ROW_CONFIG
 
 _PY_TYPE = {"str": str, "date": dt.date, "money": float, "signed_money": float, "int": int, "float": float}
+
+
+# datetime64[ns] holds these days (pandas' range): the models refuse any other date (it could not even be
+# converted), and the service then holds the request to the configured, narrower `Bounds`
+_FIRST_DAY, _LAST_DAY = NANOSECOND_DAYS
+DATE_DOC = f"ISO date within the accepted range (RECOUP_MIN_DATE … RECOUP_MAX_DATE, default {Bounds().date_range})"
 
 
 def _field(col: str, c: Col) -> Any:
@@ -44,7 +53,11 @@ def _field(col: str, c: Col) -> Any:
     kw: dict[str, Any] = {}
     if c.non_negative:
         kw["ge"] = 0
-    doc = c.doc
+    if c.maximum is not None:
+        kw["le"] = c.maximum
+    if c.type == "date":
+        kw.update(ge=_FIRST_DAY, le=_LAST_DAY)
+    doc = "; ".join(d for d in (c.doc, DATE_DOC if c.type == "date" else "") if d)
     if not c.required and c.default is not None:
         doc = f"{doc} (default {c.default!r} when left out)".strip()
     if doc:
@@ -56,7 +69,8 @@ def _field(col: str, c: Col) -> Any:
     return typ if c.required and not c.nullable else NotRequired[typ]
 
 
-def _class_name(table: str) -> str:
+def row_class_name(table: str) -> str:
+    """The name of a table's row model (and of its OpenAPI schema)."""
     return "".join(p.capitalize() for p in table.split("_")) + "Row"
 
 
@@ -64,7 +78,7 @@ def _class_name(table: str) -> str:
 def row_model(table: str) -> type:
     """The pydantic-validated `TypedDict` of one row of a contract table."""
     spec = TABLES[table]
-    model = TypedDict(_class_name(table), {col: _field(col, c) for col, c in spec.columns.items()})
+    model = TypedDict(row_class_name(table), {col: _field(col, c) for col, c in spec.columns.items()})
     model.__doc__ = spec.doc or None
     return with_config(_ROW_CONFIG)(model)
 
@@ -105,7 +119,8 @@ class ScoreRequest(BaseModel):
 
     model_config = _STRICT_CONFIG
 
-    as_of: dt.date = Field(description="The as-of date (YYYY-MM-DD): only what was known on it is used.")
+    as_of: dt.date = Field(ge=_FIRST_DAY, le=_LAST_DAY, description=(
+        "The as-of date (YYYY-MM-DD): only what was known on it is used; " + DATE_DOC))
     accounts: list[AccountHistory] = Field(description="At most RECOUP_MAX_ACCOUNTS (default 5,000) accounts.")
 
 
@@ -117,38 +132,15 @@ class WorklistRequest(ScoreRequest):
 
 # ----------------------------------------------------------------------------- POST /work
 
-# datetime64[ns] holds these days (pandas' range): a date outside it could not be stored or read back
-_FIRST_DAY, _LAST_DAY = dt.date(1677, 9, 22), dt.date(2262, 4, 11)
-_ISO_DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-
-
-def _iso_text(value: Any) -> Any:
-    """Only `YYYY-MM-DD` (pydantic alone would take a timestamp or a datetime with a zero time too)."""
-    if isinstance(value, str) and _ISO_DAY.match(value):
-        return value
-    if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
-        return value
-    raise ValueError("must be an ISO date, YYYY-MM-DD")
-
-
-def _in_pandas_range(value: dt.date) -> dt.date:
-    if not _FIRST_DAY <= value <= _LAST_DAY:
-        raise ValueError(f"must be between {_FIRST_DAY} and {_LAST_DAY}")
-    return value
-
-
-IsoDay = Annotated[dt.date, BeforeValidator(_iso_text), AfterValidator(_in_pandas_range)]
-
-
 def _work_row_model() -> type:
     """A row of the contract's `work` table as `POST /work` takes it: the generated row, with what
-    the service must hold to before it writes (pandera is not on the request path): ids not empty,
-    an ISO date within pandas' range, and a propensity in (0, 1] (a probability the policy drew with)."""
+    the service must hold to before it writes (pandera is not on the request path): ids not empty and a
+    propensity in (0, 1] (a probability the policy drew with); the date is any row's (strict ISO, within
+    pandas' range; the service holds it to the configured bounds)."""
     spec = TABLES["work"]
     fields = {col: _field(col, c) for col, c in spec.columns.items()}
     for col in ("work_id", "account_id"):
         fields[col] = Annotated[str, Field(min_length=1)]
-    fields["worked_date"] = IsoDay
     fields["propensity"] = Annotated[float, Field(gt=0, le=1, description=spec.columns["propensity"].doc)]
     model = TypedDict("WorkRow", fields)
     model.__doc__ = spec.doc or None
@@ -279,6 +271,48 @@ def check_references(req: ScoreRequest) -> list[tuple[str, str]]:
         if len(problems) >= 50:
             break
     return problems
+
+
+def _row_path(req: ScoreRequest, table: str, k: int, col: str) -> str:
+    """The JSON path of row `k` of the request's table `table` (rows in `build_dataset`'s order)."""
+    if table == "accounts":
+        return _path(k, "account", None, col)
+    for i, h in enumerate(req.accounts):
+        n = len(h.get(table, ()))
+        if k < n:
+            return _path(i, table, k, col)
+        k -= n
+    return f"{table}[{k}].{col}"
+
+
+def bound_problems(req: ScoreRequest, ds: Dataset, bounds: Bounds) -> list[tuple[str, str]]:
+    """The request's dates outside the accepted range and amounts over the ceiling, by JSON path
+    (vectorised over the built tables; the paths are worked out only for what is found)."""
+    lo, hi = np.datetime64(bounds.min_date, "ns"), np.datetime64(bounds.max_date, "ns")
+    date_msg = f"date outside the accepted range {bounds.date_range} (RECOUP_MIN_DATE, RECOUP_MAX_DATE)"
+    money_msg = f"amount over the ceiling of {bounds.max_amount:,.0f} dollars (RECOUP_MAX_AMOUNT)"
+    problems: list[tuple[str, str]] = []
+    if not bounds.min_date <= req.as_of <= bounds.max_date:
+        problems.append(("as_of", date_msg))
+    for table, t in ds.tables.items():
+        for col, c in TABLES[table].columns.items():
+            if c.type == "date":
+                v = t[col]
+                bad = ~np.isnat(v) & ((v < lo) | (v > hi))
+                msg = date_msg
+            elif c.type in ("money", "signed_money"):
+                bad = np.abs(np.nan_to_num(t[col], nan=0.0)) > bounds.max_amount
+                msg = money_msg
+            else:
+                continue
+            problems.extend((_row_path(req, table, int(k), col), msg) for k in np.flatnonzero(bad)[:50])
+    return problems
+
+
+def facility_problems(req: ScoreRequest, allowed: frozenset[str]) -> list[tuple[str, str]]:
+    """The accounts of facilities outside `allowed`, by JSON path (the facility itself is not quoted)."""
+    return [(_path(i, "account", None, "facility_id"), "a facility this client may not send")
+            for i, h in enumerate(req.accounts) if h["account"]["facility_id"] not in allowed]
 
 
 def build_dataset(req: ScoreRequest) -> Dataset:

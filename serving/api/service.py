@@ -38,8 +38,16 @@ from typing import ClassVar
 import bentoml
 
 from features.contract import Dataset
-from serving.api.middleware import RecoupMiddleware, request_id_var
-from serving.api.request import ScoreRequest, WorklistRequest, WorkRequest, build_dataset, check_references
+from serving.api.middleware import RecoupMiddleware, UnknownPathGuard, current_client, note, request_id_var
+from serving.api.request import (
+    ScoreRequest,
+    WorklistRequest,
+    WorkRequest,
+    bound_problems,
+    build_dataset,
+    check_references,
+    facility_problems,
+)
 from serving.api.response import (
     AccountResult,
     ReloadResponse,
@@ -189,6 +197,7 @@ class RecoupService:
         from serving.api.work import NO_STORE, record
 
         req = WorkRequest.model_construct(**kwargs)
+        note(received=len(req.work))
         store = self.settings.work_store
         if store is None:
             return error_response(503, NO_STORE)
@@ -197,7 +206,7 @@ class RecoupService:
             return error_response(413, f"too many rows: {n:,} in the request, at most {limit:,} "
                                        "(RECOUP_MAX_ACCOUNTS)", [("work", f"at most {limit:,} items")])
         # reading and writing the store blocks (and waits for the store's lock): off the event loop
-        return await anyio.to_thread.run_sync(record, store, req.work)
+        return await anyio.to_thread.run_sync(record, store, req.work, self.settings.bounds, current_client())
 
     @bentoml.api(route="/admin/reload", output_spec=ReloadResponse)
     async def admin_reload(self) -> ReloadResponse:
@@ -207,9 +216,16 @@ class RecoupService:
         try:
             old, new = await anyio.to_thread.run_sync(self.reload_model)
         except Exception as err:  # noqa: BLE001 - the old model keeps serving
-            log.error("reload failed (%s); still serving %s", type(err).__name__, self.current.version)
-            return error_response(503, f"reload failed ({type(err).__name__}: {err}); still serving "
-                                       f"{self.current.version}")
+            # what failed, not the error's text: it can quote the tracking URI, password and all
+            wanted = f"model {self.settings.model_name!r} " + (
+                f"version {self.settings.model_version}" if self.settings.model_version
+                else f"alias {self.settings.model_alias!r}")
+            log.error("reload failed (%s) loading %s; still serving %s", type(err).__name__, wanted,
+                      self.current.version)
+            note(self.current.version)
+            return error_response(503, f"reload failed: the registry did not give {wanted} "
+                                       f"({type(err).__name__}); still serving {self.current.version}")
+        note(new)
         log.info("reload: %s -> %s", old, new)
         return ReloadResponse(old_version=old, new_version=new, changed=old != new)
 
@@ -234,13 +250,23 @@ class RecoupService:
         if n > limit:
             return error_response(413, f"too many accounts: {n:,} in the request, at most {limit:,} "
                                        "(RECOUP_MAX_ACCOUNTS)", [("accounts", f"at most {limit:,} items")])
+        note(state.version, accounts=n)
+        client = current_client()
+        if client is not None and client.facilities is not None:
+            problems = facility_problems(req, client.facilities)
+            if problems:
+                return error_response(403, f"client {client.name!r} may not send accounts of other facilities: "
+                                           f"{len(problems)} account(s), "
+                                           + ", ".join(p for p, _ in problems[:5]), problems)
         timer = Timer()
         try:
             problems = check_references(req)
             if problems:
-                return error_response(422, f"{len(problems)} problem(s) in the request: "
-                                           + "; ".join(f"{p}: {m}" for p, m in problems[:5]), problems)
+                return _problems(problems)
             ds = build_dataset(req)
+            problems = bound_problems(req, ds, self.settings.bounds)
+            if problems:
+                return _problems(problems)
             timer.mark("dataset_ms")
             body = self._score(state, ds, req, capacity, endpoint == "worklist", rid, timer)
         except Exception as err:  # noqa: BLE001 - no internals (or PHI) leave the service
@@ -248,6 +274,7 @@ class RecoupService:
             log.error("request %s: %s failed with %s\n%s", rid, endpoint, type(err).__name__, frames)
             return error_response(500, f"internal error; quote request id {rid}")
         n_rows = sum(len(df) for df in ds.tables.values())
+        note(scored=sum(r.status == "scored" for r in body.results))
         log.info("request %s: %s accounts=%d rows=%d scored=%d model=%s timings_ms=%s", rid, endpoint, n,
                  n_rows, sum(r.status == "scored" for r in body.results), state.version, json.dumps(timer.marks))
         return body
@@ -285,6 +312,11 @@ class RecoupService:
                                              model_version=state.version, request_id=rid)
 
 
+def _problems(problems: list[tuple[str, str]]):
+    return error_response(422, f"{len(problems)} problem(s) in the request: "
+                               + "; ".join(f"{p}: {m}" for p, m in problems[:5]), problems)
+
+
 # A Bento's service: BentoML's documented way to add ASGI middleware is on the service object, so it
 # is declared here; the middleware reads its settings (the environment) when the app starts.
 RecoupService.add_asgi_middleware(RecoupMiddleware)
@@ -313,7 +345,7 @@ def prepare_process() -> None:
 def build_app(settings: ServiceSettings, model: LoadedModel | None = None):
     """The service's ASGI app for these settings, in this process."""
     prepare_process()
-    return configured_service(settings, model).to_asgi(is_main=True)
+    return UnknownPathGuard(configured_service(settings, model).to_asgi(is_main=True), settings.docs)
 
 
 def run_server(settings: ServiceSettings, host: str = "127.0.0.1", port: int = 3000) -> None:
@@ -332,8 +364,9 @@ def run_server(settings: ServiceSettings, host: str = "127.0.0.1", port: int = 3
     config = uvicorn.Config(app, host=host, port=port, log_config=None, server_header=False, lifespan="on",
                             timeout_keep_alive=30, access_log=False)
     server = uvicorn.Server(config)
-    log.info("recoup serve on http://%s:%d (model %s, auth %s)", host, port, model.version,
-             "off" if not settings.api_token else "bearer token")
+    auth = "off" if settings.no_auth and not (settings.api_token or settings.clients_file) else (
+        f"clients file {settings.clients_file}" if settings.clients_file else "bearer token")
+    log.info("recoup serve on http://%s:%d (model %s, auth %s)", host, port, model.version, auth)
     server.run()
     if not server.started:
         raise RuntimeError("the service did not start; see the log above")

@@ -4,9 +4,18 @@
 builds it from the environment when the service starts (`ServiceSettings.from_env()`). The
 variables stay the documented way in for Bentos and containers:
 
-  RECOUP_API_TOKEN        bearer token required on every endpoint but health, metrics and docs;
-                          the service refuses to start without it unless RECOUP_NO_AUTH=1
-                          (`recoup serve --no-auth`)
+  RECOUP_API_TOKEN        a bearer token with every scope (the client `default`): required on every
+                          endpoint but health, metrics and the OpenAPI document; the service refuses to
+                          start without it or a clients file unless RECOUP_NO_AUTH=1 (`recoup serve --no-auth`)
+  RECOUP_CLIENTS_FILE     the clients file: several clients, each with its token's SHA-256, scopes (score,
+                          work:write, admin) and optionally facilities (`serving.api.clients`; `recoup
+                          client-token` writes it); reread when it changes
+  RECOUP_AUDIT_LOG        a file the service appends one JSON line to per request (client, endpoint, request
+                          id, status, counts, model version; never an identifier or an amount); unset: none
+  RECOUP_DOCS             1/true/yes: serve the OpenAPI page at / (off by default; /docs.json is always there)
+  RECOUP_MIN_DATE, RECOUP_MAX_DATE, RECOUP_MAX_AMOUNT
+                          the accepted dates and the amount ceiling (`features.contract.Bounds`): outside
+                          them, a request is a 422 naming the field
   RECOUP_NO_AUTH          1/true/yes: serve without a token (never in production)
   RECOUP_MODEL_NAME       registered model (default recoup)
   RECOUP_MODEL_ALIAS      registry alias to serve (default champion)
@@ -29,12 +38,14 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from features.contract import Bounds
+
 DEFAULT_MAX_ACCOUNTS = 5_000
 DEFAULT_MAX_BODY_BYTES = 50 * 1024 * 1024
 INLINE_MAX_ACCOUNTS = 5  # requests this small are scored on the event loop, larger ones on a thread
 
-NO_TOKEN = ("RECOUP_API_TOKEN is not set: set it, or run without authentication explicitly "
-            "(`recoup serve --no-auth`, or RECOUP_NO_AUTH=1)")
+NO_TOKEN = ("neither RECOUP_API_TOKEN nor RECOUP_CLIENTS_FILE is set: set one (`recoup client-token` makes a "
+            "clients file), or run without authentication explicitly (`recoup serve --no-auth`, or RECOUP_NO_AUTH=1)")
 
 # setting -> the variable that gives it (for `from_env` and for messages that name the way in)
 ENV_VARIABLES = {
@@ -49,6 +60,9 @@ ENV_VARIABLES = {
     "max_body_bytes": "RECOUP_MAX_BODY_BYTES",
     "threads": "RECOUP_THREADS",
     "work_store": "RECOUP_WORK_STORE",
+    "clients_file": "RECOUP_CLIENTS_FILE",
+    "audit_log": "RECOUP_AUDIT_LOG",
+    "docs": "RECOUP_DOCS",
 }
 
 
@@ -70,10 +84,16 @@ class ServiceSettings:
     threads: int = 1
     inline_max_accounts: int = INLINE_MAX_ACCOUNTS
     work_store: str | None = None  # a dataset folder or a SQLAlchemy URL; None: POST /work answers 503
+    clients_file: Path | None = None  # the clients, their token hashes, scopes and facilities
+    audit_log: Path | None = None  # JSON lines, one per request; None: no audit log
+    docs: bool = False  # the OpenAPI page at /
+    bounds: Bounds = field(default_factory=Bounds)  # accepted dates and the amount ceiling
 
     def __post_init__(self) -> None:
-        if not self.api_token and not self.no_auth:
+        if not self.api_token and self.clients_file is None and not self.no_auth:
             raise ValueError(NO_TOKEN)
+        if self.clients_file is not None and not Path(self.clients_file).is_file():
+            raise ValueError(f"RECOUP_CLIENTS_FILE={self.clients_file}: no such file (`recoup client-token` makes it)")
         if self.work_store is not None:
             _check_work_store(self.work_store)
         for name in ("max_accounts", "max_body_bytes", "threads", "inline_max_accounts"):
@@ -92,6 +112,7 @@ class ServiceSettings:
             raw = env.get(name, "") if name else ""
             if raw.strip():
                 values[f.name] = _parse(f.name, name, raw)
+        values["bounds"] = Bounds.from_env(env)
         values.update(overrides)
         return cls(**values)
 
@@ -100,14 +121,14 @@ def _parse(setting: str, variable: str, raw: str) -> Any:
     if setting == "api_token":
         return raw  # as given: a token is compared byte for byte
     raw = raw.strip()
-    if setting == "no_auth":
+    if setting in ("no_auth", "docs"):
         return raw.lower() in ("1", "true", "yes")
     if setting in ("max_accounts", "max_body_bytes", "threads"):
         try:
             return int(raw)
         except ValueError as err:
             raise ValueError(f"{variable}={raw!r} is not an integer") from err
-    if setting == "ranking_config":
+    if setting in ("ranking_config", "clients_file", "audit_log"):
         return Path(raw)
     return raw
 

@@ -20,8 +20,18 @@ import numpy as np
 import pandas as pd
 from starlette.responses import JSONResponse
 
-from features.contract import TABLES, ContractError, KeyConflict, append_table, coerce_table, unknown_references
-from serving.api.middleware import request_id_var
+from features.contract import (
+    TABLES,
+    Bounds,
+    ContractError,
+    KeyConflict,
+    append_table,
+    coerce_table,
+    read_raw,
+    unknown_references,
+)
+from serving.api.clients import Client
+from serving.api.middleware import note, request_id_var
 from serving.api.request import row_defaults
 from serving.api.response import WorkResponse, error_response
 
@@ -58,28 +68,50 @@ def _message(problems: list[tuple[str, str]]) -> str:
     return f"{len(problems)} problem(s) in the request: " + "; ".join(f"{p}: {m}" for p, m in problems[:SHOWN]) + more
 
 
-def record(store: str, rows: list[dict]) -> WorkResponse | JSONResponse:
-    """Append the request's rows to the store (blocking I/O and a lock: the service runs it on a thread)."""
+def _facility_problems(store: str, typed: pd.DataFrame, index: list[int], client: Client) -> list[tuple[str, str]]:
+    """Rows on accounts that the store files under a facility the client may not send."""
+    accounts = read_raw(store, ("accounts",)).get("accounts")
+    if accounts is None or "facility_id" not in accounts:
+        return [("work", "the work store holds no accounts table to check this client's facilities against")]
+    facility = dict(zip(accounts["account_id"].astype(str), accounts["facility_id"].astype(str), strict=True))
+    return [(f"work[{index[j]}].account_id", "an account of a facility this client may not send")
+            for j, a in enumerate(typed["account_id"]) if not client.allows_facility(facility.get(a, ""))]
+
+
+def record(store: str, rows: list[dict], bounds: Bounds | None = None,
+           client: Client | None = None) -> WorkResponse | JSONResponse:
+    """Append the request's rows to the store (blocking I/O and a lock: the service runs it on a thread).
+    `bounds`: the accepted dates (default the environment's); `client`: the caller, whose facilities (when
+    it is limited to some) the rows' accounts must be of."""
     rid = request_id_var.get()
     started = time.perf_counter()
     unique, index, problems = _fold_repeats(rows)
     if problems:
         return error_response(422, _message(problems), problems)
     try:
-        typed, violations = coerce_table("work", pd.DataFrame(unique, columns=COLUMNS))
-        if violations:  # pydantic has checked every value: this would be a gap between the two
-            return error_response(422, "; ".join(str(v) for v in violations[:SHOWN]))
+        typed, violations = coerce_table("work", pd.DataFrame(unique, columns=COLUMNS), bounds)
+        if violations:  # pydantic has checked the types: what is left is the bounds (a date out of range)
+            where = {row["work_id"]: i for row, i in zip(unique, index, strict=True)}
+            problems = [(f"work[{where[w]}].{v.column}" if w in where else f"work.{v.column}", v.problem)
+                        for v in violations for w in (v.ids or [""])]
+            return error_response(422, _message(problems), problems)
         checked = time.perf_counter()
         bad = unknown_references(store, typed)
         if bad:
             problems = [(f"work[{index[j]}].{col}", f"references an unknown {target}")
                         for col, target, mask in bad for j in np.flatnonzero(mask)]
             return error_response(422, _message(problems), problems)
+        if client is not None and client.facilities is not None:
+            problems = _facility_problems(store, typed, index, client)
+            if problems:
+                return error_response(403, f"client {client.name!r} may not record work on accounts of other "
+                                           "facilities: " + _message(problems), problems)
         done = append_table(store, "work", typed)
     except KeyConflict as err:
         where = {row["work_id"]: i for row, i in zip(unique, index, strict=True)}
         problems = [(f"work[{where[w]}].work_id", "already stored with different content") for w in err.ids]
         log.info("request %s: work received=%d conflicts=%d written=0", rid, len(rows), len(err.ids))
+        note(conflicts=len(err.ids), written=0)
         shown = ", ".join(err.ids[:SHOWN]) + (f" (and {len(err.ids) - SHOWN} more)" if len(err.ids) > SHOWN else "")
         return error_response(409, f"{len(err.ids)} work_id(s) already stored with different content: {shown}; "
                                    "nothing of this request was written", problems, work_ids=err.ids)
@@ -103,6 +135,7 @@ def record(store: str, rows: list[dict]) -> WorkResponse | JSONResponse:
     now = time.perf_counter()
     timings = {"check_ms": round((checked - started) * 1000, 3), "store_ms": round((now - checked) * 1000, 3)}
     repeats = len(rows) - len(unique)
+    note(written=done.written, duplicates=done.duplicates + repeats)
     log.info("request %s: work received=%d written=%d duplicates=%d timings_ms=%s", rid, len(rows), done.written,
              done.duplicates + repeats, json.dumps(timings))
     return WorkResponse(received=len(rows), written=done.written, duplicates=done.duplicates + repeats,

@@ -102,7 +102,7 @@ def test_a_null_where_a_value_was_stored_is_a_conflict(tmp_path):
     ({"minutes": -1}, "minutes", "negative"),
     ({"action": "dance"}, "action", "unknown value"),
     ({"worked_date": "2025-13-01"}, "worked_date", "not of type date"),
-    ({"worked_date": "1500-01-01"}, "worked_date", "not of type date"),  # outside pandas' dates
+    ({"worked_date": "1500-01-01"}, "worked_date", "outside the accepted range 1900-01-01"),  # a named bound
     ({"is_exploration": 2}, "is_exploration", "unknown value"),
     ({"account_id": None}, "account_id", "missing"),
 ])

@@ -121,3 +121,92 @@ def test_validate_cli_exits_nonzero_and_names_the_table(data_copy):
                           capture_output=True, text=True)
     assert proc.returncode == 1
     assert "claims.payer_id: required column is missing" in proc.stderr
+
+
+# ----------------------------------------------------------------------------- bounds and unreadable files
+
+
+def _set_cell(folder: Path, table: str, column: str, value, row: int = 0) -> str:
+    """Set one cell of a Parquet table (a date as a date32 value, so that 9999-12-31 can be stored);
+    returns the row's id."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = folder / f"{table}.parquet"
+    tab = pq.read_table(path)
+    i = tab.schema.get_field_index(column)
+    values = tab.column(column).to_pylist()
+    values[row] = value
+    typ = pa.date32() if isinstance(value, __import__("datetime").date) else tab.schema.field(i).type
+    tab = tab.set_column(i, pa.field(column, typ), pa.array(values, type=typ))
+    pq.write_table(tab, path)
+    return str(tab.column(TABLES[table].key[0])[row])
+
+
+@pytest.mark.parametrize("table,column,value", [
+    ("transactions", "posted_date", "9999-12-31"),
+    ("remittances", "received_date", "3025-01-02"),
+    ("claims", "submitted_date", "1850-06-01"),
+])
+def test_a_date_outside_the_range_is_named(data_copy, table, column, value):
+    import datetime as dt
+
+    rid = _set_cell(data_copy, table, column, dt.date.fromisoformat(value))
+    msg = _errors(data_copy)
+    assert f"{table}.{column}: date outside the accepted range 1900-01-01 … 2100-12-31" in msg and rid in msg
+
+
+def test_a_date_outside_the_range_in_csv_and_the_range_is_configurable(data_copy, monkeypatch):
+    df = pd.read_parquet(data_copy / "activities.parquet")
+    (data_copy / "activities.parquet").unlink()
+    df["activity_date"] = pd.to_datetime(df["activity_date"]).dt.strftime("%Y-%m-%d")
+    df.loc[0, "activity_date"] = "2150-01-02"
+    df.to_csv(data_copy / "activities.csv", index=False)
+    assert f"activities.activity_date: date outside the accepted range 1900-01-01 … 2100-12-31 (RECOUP_MIN_DATE, " \
+           f"RECOUP_MAX_DATE) (1 row; activity_id: {df.loc[0, 'activity_id']})" in _errors(data_copy)
+    monkeypatch.setenv("RECOUP_MAX_DATE", "2200-12-31")  # the range is the operator's: 2150 is then in it
+    assert read_dataset(data_copy).extract_date == pd.Timestamp("2150-01-02")
+    monkeypatch.setenv("RECOUP_MAX_DATE", "2300-01-01")
+    with pytest.raises(ValueError, match="RECOUP_MAX_DATE=2300-01-01 must be ordered and within"):
+        read_dataset(data_copy)
+
+
+@pytest.mark.parametrize("value,problem", [
+    (float("inf"), "value is not a finite number"),
+    (float("-inf"), "value is not a finite number"),
+    (2e9, "amount over the ceiling of 1,000,000,000 dollars"),
+])
+def test_amounts_are_finite_and_under_the_ceiling(data_copy, value, problem, monkeypatch):
+    rid = _set_cell(data_copy, "transactions", "amount", value)
+    msg = _errors(data_copy)
+    assert f"transactions.amount: {problem}" in msg and rid in msg
+    if value == 2e9:
+        monkeypatch.setenv("RECOUP_MAX_AMOUNT", "5e9")
+        read_dataset(data_copy)
+
+
+def test_a_count_over_its_plausible_maximum_is_named(data_copy):
+    _break(data_copy, "payers", lambda df: df.assign(timely_filing_days=df["timely_filing_days"].where(
+        df.index != 0, 10**7)))
+    assert "payers.timely_filing_days: value over the plausible maximum of 3,650" in _errors(data_copy)
+
+
+@pytest.mark.parametrize("damage", ["truncated", "empty", "garbage", "latin1"])
+def test_an_unreadable_file_is_named_by_file_and_table_without_a_traceback(data_copy, damage):
+    if damage == "latin1":
+        df = pd.read_parquet(data_copy / "payers.parquet")
+        (data_copy / "payers.parquet").unlink()
+        df.loc[0, "payer_name"] = "Caf\u00e9 Sant\u00e9"
+        df.to_csv(data_copy / "payers.csv", index=False, encoding="latin-1")
+        table, file = "payers", data_copy / "payers.csv"
+    else:
+        table, file = "claims", data_copy / "claims.parquet"
+        data = file.read_bytes()
+        file.write_bytes({"truncated": data[:len(data) // 2], "empty": b"", "garbage": b"not parquet " * 40}[damage])
+    msg = _errors(data_copy)
+    assert f"{table}: file {file} " in msg
+    assert ("is not UTF-8 text" if damage == "latin1" else "cannot be read") in msg
+    proc = subprocess.run([sys.executable, "-m", "recoup_cli", "validate", str(data_copy)], capture_output=True,
+                          text=True)
+    assert proc.returncode == 1 and f"{table}: file {file}" in proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout

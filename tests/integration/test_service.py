@@ -128,7 +128,7 @@ def test_request_tables_hold_the_values_coerce_table_gives(env, open_ids):
     from serving.api.request import ScoreRequest, build_dataset
 
     body = _body(env, open_ids[:3])
-    ds = build_dataset(ScoreRequest.model_validate(body))
+    ds = build_dataset(ScoreRequest.model_validate_json(json.dumps(body)))  # JSON, as the service validates
     assert sum(len(t) for t in ds.tables.values()) > 10
     for name, table in ds.tables.items():
         assert isinstance(table, ColumnTable)
