@@ -137,3 +137,23 @@ def test_drift_reference_is_quiet_on_its_own_population_and_warns_on_a_shift(sma
     assert not loud.loc["patient_age", "warn"]
     # the reference holds aggregates only: no row of the data
     assert set(model.drift_reference_) == {"numeric", "categorical", "scores", "rows"}
+
+
+def test_a_guarantor_who_paid_before_scores_above_one_who_never_did(small_model):
+    """Direction: the same patient balances, once owed by a person who paid off their earlier balances here
+    and once by one whose earlier balances went to an agency unpaid."""
+    model, snaps, _, _ = small_model
+    rows = snaps.part("test")
+    rows = rows[(rows["balance_patient"] > 0) & (rows["balance_insurance"] <= 0)].head(400)
+    assert len(rows) >= 100
+    earlier = dict(guarantor_prior_accounts=2.0, guarantor_closed_accounts=2.0, guarantor_open_accounts=0.0)
+    paid = rows.assign(**earlier, guarantor_paid_in_full_share=1.0, guarantor_patient_paid_share=1.0,
+                       guarantor_agency_accounts=0.0, guarantor_patient_payments_365d=2.0,
+                       guarantor_days_since_last_payment=90.0, guarantor_median_days_to_pay=20.0)
+    never = rows.assign(**earlier, guarantor_paid_in_full_share=0.0, guarantor_patient_paid_share=0.0,
+                        guarantor_agency_accounts=2.0, guarantor_patient_payments_365d=0.0,
+                        guarantor_days_since_last_payment=np.nan, guarantor_median_days_to_pay=np.nan)
+    p_paid = model.score_accounts(paid)["p_payment"].to_numpy()
+    p_never = model.score_accounts(never)["p_payment"].to_numpy()
+    assert p_paid.mean() > p_never.mean() + 0.05, (p_paid.mean(), p_never.mean())
+    assert (p_paid >= p_never - 1e-9).mean() > 0.9
