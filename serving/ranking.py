@@ -448,11 +448,24 @@ def _choose_by_lift(rows: Columns, cfg: dict) -> Columns:
     best = np.argmax(per_minute, axis=1) if n else np.zeros(0, dtype=np.int64)
     best_pm = per_minute[np.arange(n), best]
     worth = best_pm > 0
-    best_action = np.where(worth, np.array(LIFT_ACTIONS, dtype=object)[best], "wait").astype(object)
-    own_lift = np.where(worth, lift[np.arange(n), best], 0.0)
-    action_minutes = np.where(worth, minutes[best], 0.0)
+    listed = worth.copy()  # rows that get an action (the others wait)
+    below = cfg.get("below_cost_work") or {}
+    if below.get("enabled", False) and n:
+        # work that brings more than its out-of-pocket cost but less than the collector's time: listed after
+        # all worthwhile work, at its (negative) priority, for an office with hands to spare; a capacity cut
+        # never spends minutes on it
+        useful = np.isfinite(per_minute) & (value - fixed > float(below.get("min_lift", 0.0)))
+        pm_useful = np.where(useful, per_minute, -np.inf)
+        alt = np.argmax(pm_useful, axis=1)
+        extra = ~worth & np.isfinite(pm_useful[np.arange(n), alt])
+        best = np.where(extra, alt, best)
+        best_pm = per_minute[np.arange(n), best]
+        listed |= extra
+    best_action = np.where(listed, np.array(LIFT_ACTIONS, dtype=object)[best], "wait").astype(object)
+    own_lift = np.where(listed, lift[np.arange(n), best], 0.0)
+    action_minutes = np.where(listed, minutes[best], 0.0)
     # the guarantor's first account carries the contact's minutes; the others are covered by it
-    on_person = worth & pat_cols[best]
+    on_person = listed & pat_cols[best]
     contact = np.full(n, -1, dtype=np.int64)  # the contact a row belongs to (`_order` keeps them together)
     covered = np.zeros(0, dtype=np.int64)
     if on_person.any():
@@ -470,8 +483,8 @@ def _choose_by_lift(rows: Columns, cfg: dict) -> Columns:
     best_action[held] = "hold"
     priority = np.where(np.isfinite(best_pm), best_pm, -float(cfg["cost_per_minute"]))
     priority = np.where(held, -np.inf, priority)
-    follow_up = add_days(as_of, np.where(worth | held, np.nan, np.ceil(rows["follow_up_days"])))
-    net = own_lift - action_minutes * cfg["cost_per_minute"] - np.where(worth, fixed[best], 0.0)
+    follow_up = add_days(as_of, np.where(listed | held, np.nan, np.ceil(rows["follow_up_days"])))
+    net = own_lift - action_minutes * cfg["cost_per_minute"] - np.where(listed, fixed[best], 0.0)
     explore = (exploration_draw(ids, as_of, int(cfg["exploration_seed"])) < float(cfg["exploration_share"])) & ~held
     explore &= worth  # exploration varies which worthwhile work is done, never sends anyone to a `wait`
     sources = (np.column_stack([rows[f"source:{a}"] for a in LIFT_ACTIONS]) if n
@@ -485,7 +498,7 @@ def _choose_by_lift(rows: Columns, cfg: dict) -> Columns:
         "timely_filing_deadline": rows["timely_filing_deadline"], "balance": rows["balance"],
         "is_exploration": explore, "expected_if_idle": np.maximum(er - own_lift, 0.0), "expected_lift": own_lift,
         "best_action": best_action, "follow_up_date": follow_up, "propensity": _propensity(explore, cfg),
-        "guarantor_id": guarantor, "effect_source": np.where(worth, source, None).astype(object),
+        "guarantor_id": guarantor, "effect_source": np.where(listed, source, None).astype(object),
         "contact_group": contact,
     }
 

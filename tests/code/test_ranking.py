@@ -260,3 +260,22 @@ def test_held_accounts_are_not_worked_under_the_lift_order_either():
     assert out.loc["A000", "next_action"] == "hold" and out.loc["A000", "hold_reason"] == "bankruptcy"
     assert out.loc["A000", "rank"] == 2 and out.loc["A001", "next_action"] != "hold"
     assert set(out["propensity"]) == {1.0}
+
+
+def test_work_below_the_collectors_cost_is_listed_after_worthwhile_work_and_never_cut_in():
+    # a patient balance (its contact adds dollars) and a claim inside its payer's normal time (nothing to add)
+    acc = insured(3, balance_insurance=[0.0, 1000.0, 0.0], balance_patient=[400.0, 0.0, 400.0],
+                  pending_adjudication=[0.0, 1.0, 0.0], days_claim_waiting=[np.nan, 5.0, np.nan],
+                  guarantor_id=["G1", "G2", "G3"])
+    model = FixedScores([0.2] * 3, [100] * 3)
+    dear = lift_cfg(cost_per_minute=500.0)  # a collector's minute costs more than any of this work brings
+    out = rank(model, acc, None, dear, "m/1", "r").accounts.set_index("account_id")
+    assert out.loc["A000", "next_action"] in ("statement", "patient_call", "payment_plan_offer")
+    assert out.loc["A000", "priority"] < 0 and out.loc["A000", "expected_lift"] > 0
+    assert pd.isna(out.loc["A000", "follow_up_date"])
+    assert out.loc["A001", "next_action"] == "wait" and out.loc["A001", "rank"] == 3  # adds nothing: waits, last
+    assert rank(model, acc, None, dear, "m/1", "r", capacity_minutes=10_000).accounts.empty  # never cut in
+    cheap = rank(model, acc, None, lift_cfg(), "m/1", "r").accounts.set_index("account_id")
+    assert cheap.loc["A000", "priority"] > 0  # at the usual cost the same work is worthwhile
+    off = lift_cfg(cost_per_minute=500.0, below_cost_work={"enabled": False})
+    assert set(rank(model, acc, None, off, "m/1", "r").accounts["next_action"]) == {"wait"}

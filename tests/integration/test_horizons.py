@@ -81,7 +81,7 @@ def _score_over_http(uri: str, body: dict, log_path: Path) -> dict:
 
 def test_batch_and_api_see_what_training_computes(trained, monkeypatch):
     from features.snapshot import account_features
-    from serving.api.request import history_from_dataset
+    from serving.api.request import guarantor_account_ids, history_from_dataset
     from serving.batch import run_batch
     from serving.batch.run import features_and_scores
     from serving.ranking import load_ranking_config
@@ -107,9 +107,11 @@ def test_batch_and_api_see_what_training_computes(trained, monkeypatch):
     monkeypatch.setenv("RECOUP_ARTIFACT_ROOT", str(tmp / "artifacts"))
     log_training_run(model, settings, data_fingerprint(ds), [], synthetic_input_example(model), uri)
     ids = list(expected.index[:: max(1, len(expected) // 25)])
-    answer = _score_over_http(uri, history_from_dataset(ds, ids, as_of), tmp / "serve.log")
+    # each guarantor whole (their other accounts too), as the batch sees them
+    sent = guarantor_account_ids(ds, ids)
+    answer = _score_over_http(uri, history_from_dataset(ds, sent, as_of), tmp / "serve.log")
     got = {r["account_id"]: r for r in answer["results"]}
-    assert sorted(got) == sorted(ids) and all(r["status"] == "scored" for r in got.values())
+    assert sorted(got) == sorted(sent) and all(got[a]["status"] == "scored" for a in ids)
     np.testing.assert_allclose([got[a]["p_payment"] for a in ids], expected.loc[ids, "p_payment"], rtol=1e-9)
     np.testing.assert_allclose([got[a]["expected_recovery"] for a in ids], expected.loc[ids, "expected_recovery"],
                                rtol=1e-9, atol=1e-9)
