@@ -56,7 +56,34 @@ def main() -> None:
            "simulate_s": round(t_sim, 1), "train_s": round(t_train, 1),
            **{k: round(float(m[k]), 4) for k in keys if k in m}}
     out["auc_gap_to_truth"] = round(out["truth_roc_auc"] - out["roc_auc"], 4)
+    out["segments"] = _segments(model, snaps, data)
     print(json.dumps(out, indent=2))
+
+
+def _segments(model, snaps, data) -> dict:
+    """Payment AUC of the model and of the truth on the test rows, split where the gap comes from:
+    patient balances (no insurance left, nothing at the payer) and insurance balances; and the patient
+    balances whose guarantor had earlier accounts or not."""
+    import numpy as np
+    from sklearn.metrics import roc_auc_score
+
+    from training.train import read_truth
+
+    truth, _ = read_truth(data)
+    test = snaps.part("test")
+    test = test.assign(p=model.score_accounts(test)["p_payment"].to_numpy())
+    df = test.merge(truth.rename(columns={"p_payment": "true_p"})[["account_id", "as_of", "true_p"]],
+                    on=["account_id", "as_of"])
+    y = df["label_paid"].to_numpy(float)
+    patient = ((df["balance_insurance"] <= 0.005) & (df["pending_adjudication"] == 0)).to_numpy()
+    earlier = (df["guarantor_prior_accounts"] > 0).to_numpy()
+    out = {}
+    for name, m in (("patient", patient), ("insurance", ~patient), ("patient_with_earlier_accounts", patient & earlier),
+                    ("patient_first_account", patient & ~earlier)):
+        if len(np.unique(y[m])) == 2:
+            out[name] = {"rows": int(m.sum()), "model_auc": round(float(roc_auc_score(y[m], df["p"][m])), 4),
+                         "truth_auc": round(float(roc_auc_score(y[m], df["true_p"][m])), 4)}
+    return out
 
 
 if __name__ == "__main__":
