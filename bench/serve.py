@@ -204,12 +204,12 @@ def _request_bodies(ds, open_ids: list[str], as_of) -> dict:
         wl_ids += [a for a in sorted(ds["accounts"]["account_id"]) if a not in open_set][:1000 - len(wl_ids)]
     worklist = json.dumps(hist.body(wl_ids, as_of)).encode()
     t3 = time.perf_counter()
-    # a guarantor's accounts together (up to 10; the person with the most open accounts, then the most accounts)
+    # a guarantor's accounts together (10 of them: the person with the most accounts, then the most open)
     acc = ds["accounts"]
     person = acc["guarantor_id"].where(acc["guarantor_id"].notna(), acc["patient_id"]) if "guarantor_id" in acc \
         else acc["patient_id"]
     size = pd.DataFrame({"g": person.to_numpy(), "open": acc["account_id"].isin(open_set).to_numpy()}).groupby("g").agg(
-        open=("open", "sum"), n=("open", "size")).sort_values(["open", "n"], ascending=False, kind="stable")
+        open=("open", "sum"), n=("open", "size")).sort_values(["n", "open"], ascending=False, kind="stable")
     g_ids = sorted(acc["account_id"][person == size.index[0]])[:10]
     guarantor = json.dumps(hist.body(g_ids, as_of)).encode()
     return {"account": account, "history_rows": rows[account], "one": one, "wl_ids": wl_ids,
