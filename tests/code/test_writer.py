@@ -24,7 +24,7 @@ def test_a_failed_write_leaves_the_old_folder_as_it_was(small_dataset, tmp_path)
             writer.write("payers", ds["payers"].head(2))
             raise RuntimeError("disk full")
     assert _files(tmp_path / "data") == before
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]  # no temporary folder left behind
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".data.lock", "data"]  # no temporary folder left behind
 
 
 @pytest.mark.parametrize("fmt", ["parquet", "csv"])
