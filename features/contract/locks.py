@@ -22,7 +22,7 @@ except ImportError:  # not POSIX: folder locks hold within one process only
 
 POLL_S = 0.1
 
-_held: dict[tuple[str, int], int] = {}  # (lock file, thread) -> depth: re-entry by the holder is free
+_held: dict[tuple[str, int], int] = {}  # (lock file, thread) -> depth, for re-entrant locks
 _held_guard = threading.Lock()
 
 
@@ -36,33 +36,37 @@ class LockTimeout(RuntimeError):
 
 
 @contextmanager
-def file_lock(path: str | os.PathLike, timeout: float | None, what: str) -> Iterator[None]:
+def file_lock(path: str | os.PathLike, timeout: float | None, what: str, reentrant: bool = False) -> Iterator[None]:
     """An exclusive flock on `path` (created if absent, never deleted: deleting a lock file races),
-    waiting up to `timeout` seconds. Re-entrant within one thread."""
+    waiting up to `timeout` seconds. With `reentrant`, the thread holding it may take it again (a
+    writer that calls another writer of the same folder); without, a second taker waits like any other."""
     path = Path(path)
     key = (str(path.resolve()), threading.get_ident())
-    with _held_guard:
-        depth = _held.get(key, 0)
+    if reentrant:
+        with _held_guard:
+            depth = _held.get(key, 0)
+            if depth:
+                _held[key] = depth + 1
         if depth:
-            _held[key] = depth + 1
-    if depth:
-        try:
-            yield
-        finally:
-            with _held_guard:
-                _held[key] -= 1
-        return
+            try:
+                yield
+            finally:
+                with _held_guard:
+                    _held[key] -= 1
+            return
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a+b") as fh:
         if fcntl is not None:
             _wait(lambda: _try_flock(fh), timeout, what)
-        with _held_guard:
-            _held[key] = 1
+        if reentrant:
+            with _held_guard:
+                _held[key] = 1
         try:
             yield
         finally:
-            with _held_guard:
-                del _held[key]
+            if reentrant:
+                with _held_guard:
+                    del _held[key]
             if fcntl is not None:
                 fcntl.flock(fh, fcntl.LOCK_UN)
 

@@ -167,7 +167,7 @@ class DatasetWriter:
 def dataset_lock(folder: str | os.PathLike, timeout: float | None = None) -> contextlib.AbstractContextManager:
     """The lock of one dataset folder (a file beside it): one writer at a time."""
     folder = Path(folder).resolve()
-    return file_lock(folder.parent / f".{folder.name}.lock", timeout, f"dataset folder {folder}")
+    return file_lock(folder.parent / f".{folder.name}.lock", timeout, f"dataset folder {folder}", reentrant=True)
 
 
 def recover_folder(target: Path) -> None:
