@@ -440,7 +440,8 @@ def _append_folder(folder: Path, name: str, df: pd.DataFrame) -> Appended:
     from features.contract.validate import coerce_table
 
     folder.mkdir(parents=True, exist_ok=True)
-    with _serialized(f"{folder.resolve()}#{name}", folder / f".{name}.lock"):
+    # the folder's own lock too: an ingestion switching in a new version of the folder would drop the rows
+    with _serialized(f"{folder.resolve()}#{name}", folder / f".{name}.lock"), dataset_lock(folder):
         path, fmt = _table_file(folder, name)
         raw = _read_folder_table(folder, name)
         if raw is None:
