@@ -14,6 +14,7 @@ import pytest
 
 from features.contract.locks import LockTimeout
 from serving.batch.store import open_run, read_runs, read_worklist
+from tests.concurrency import held_in_another_thread
 
 D1, D2 = "2025-06-01", "2025-05-01"
 
@@ -122,23 +123,10 @@ def test_killed_run_is_marked_failed_and_its_staging_removed(tmp_path):
     staged = tmp_path / "worklist_versions" / f"{D1}.killed1"
     staged.mkdir()
     (staged / "accounts.parquet").write_bytes(b"half a file")
-    live = threading.Event()
-    release = threading.Event()
-
-    def live_run() -> None:  # a run of another date that is alive: never marked
-        with open_run(target, "2025-04-01", "alive") as store:
-            store.record(record("alive", "2025-04-01", "running"))
-            live.set()
-            release.wait(10)
-
-    t = threading.Thread(target=live_run)
-    t.start()
-    live.wait(10)
-    try:
+    # a run of another date that is alive is never marked
+    with held_in_another_thread(lambda: open_run(target, "2025-04-01", "alive"),
+                                lambda store: store.record(record("alive", "2025-04-01", "running"))):
         run(target, D1, "next")
-    finally:
-        release.set()
-        t.join()
     assert statuses(target) == {"good": "succeeded", "killed1": "failed", "killed2": "failed", "alive": "running",
                                 "next": "succeeded"}
     assert not staged.exists()

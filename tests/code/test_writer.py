@@ -62,32 +62,18 @@ def test_sql_writer_refuses_a_database_other_than_postgresql(small_dataset, tmp_
 
 
 def test_one_writer_at_a_time_per_folder(small_dataset, tmp_path):
-    import threading
-
     from features.contract.locks import LockTimeout
     from features.contract.write import dataset_lock
     from features.sources.x12 import ingest
+    from tests.concurrency import held_in_another_thread
 
     write_dataset(small_dataset, tmp_path / "data")
-    held, release = threading.Event(), threading.Event()
-
-    def holder() -> None:  # another writer of the folder (another thread: the lock is re-entrant per thread)
-        with dataset_lock(tmp_path / "data"):
-            held.set()
-            release.wait(10)
-
-    t = threading.Thread(target=holder)
-    t.start()
-    held.wait(10)
-    try:
+    with held_in_another_thread(lambda: dataset_lock(tmp_path / "data")):  # another writer of the folder
         with pytest.raises(LockTimeout, match=f"dataset folder {tmp_path / 'data'} is locked by another run"):
             with DatasetWriter(tmp_path / "data", lock_timeout=0.2):
                 pass
         with pytest.raises(LockTimeout):
             ingest([], out=tmp_path / "data", lock_timeout=0)
-    finally:
-        release.set()
-        t.join()
     with DatasetWriter(tmp_path / "data", keep_existing=True, lock_timeout=0) as writer:
         writer.write("payers", small_dataset["payers"])
 
