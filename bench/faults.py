@@ -231,17 +231,24 @@ def worklist_writer(e: Env, name: str, target: str, n_expected: int, points: lis
 
 
 def ingest_writer(e: Env, samples: list[Path]) -> Writer:
+    """Ingest-x12 into a folder holding two sample 835s; each trial ingests an 835 of its own (new
+    content, so that every trial has rows to add and reaches the switch)."""
     import pandas as pd
 
     from features.contract import read_dataset
     from features.sources.x12 import ingest
+    from tests.code.test_x12 import _835_body, _interchange
 
     folder = e.root / "x12data"
     ingest(samples[:2], out=folder)
-    base = list(samples[2:])
 
     def sample(i: int) -> Path:
-        return base[i % len(base)]
+        p = e.root / "x12in" / f"trial{i}.835"
+        if not p.exists():
+            p.parent.mkdir(exist_ok=True)
+            p.write_text(_interchange(_835_body(st02=f"{i + 1:04d}", pcn=f"ACCT{i}", paid=str(50 + i)),
+                                      control=f"{i + 1:09d}"))
+        return p
 
     def check() -> dict:
         counts = read_dataset(folder).row_counts()  # whole: it reads and validates
@@ -312,6 +319,7 @@ def overlap_pairs(e: Env, target: str, pairs: int, rng: random.Random, n_expecte
         out["pairs"] += 1
         if wait:
             out["both_succeeded"] += codes == [0, 0]
+            out["second_waited_for_the_lock"] += any("is locked by another run: waiting" in err for err in (err1, err2))
         else:
             refused = [err for p, err in ((first, err1), (second, err2)) if p.returncode == 75]
             out["one_refused_exit_75"] += codes == [0, 75] and "locked by another run" in "".join(refused)
@@ -324,6 +332,7 @@ def overlap_pairs(e: Env, target: str, pairs: int, rng: random.Random, n_expecte
         out["doubled_or_mixed"] += not whole
         runs = read_runs(target)
         out["left_running"] += int((runs["status"] == "running").sum())
+
     return dict(out)
 
 
@@ -348,7 +357,7 @@ def main() -> None:
         writers = [
             worklist_writer(e, "score_parquet", parquet, n, ["parquet-running", "parquet", "parquet-switched"]),
             worklist_writer(e, "score_sql", sql, n, ["sql-running", "sql"]),
-            ingest_writer(e, sorted((X12_SAMPLES / "835").glob("*.txt"))),
+            ingest_writer(e, sorted((X12_SAMPLES / "835").glob("*.txt"))[:2]),
             train_writer(e),
         ]
         report: dict = {"accounts": args.accounts, "open_accounts_scored": n, "trials": args.trials}

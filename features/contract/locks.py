@@ -8,6 +8,7 @@ long as it takes; 0: not at all) and then fails with `LockTimeout`, which names 
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import threading
 import time
@@ -21,6 +22,7 @@ except ImportError:  # not POSIX: folder locks hold within one process only
     fcntl = None
 
 POLL_S = 0.1
+log = logging.getLogger(__name__)
 
 _held: dict[tuple[str, int], int] = {}  # (lock file, thread) -> depth, for re-entrant locks
 _held_guard = threading.Lock()
@@ -92,9 +94,14 @@ def _try_flock(fh) -> bool:
 
 def _wait(attempt, timeout: float | None, what: str) -> None:
     deadline = None if timeout is None else time.monotonic() + max(timeout, 0.0)
+    waiting = False
     while not attempt():
         if deadline is not None and time.monotonic() >= deadline:
             raise LockTimeout(what, timeout)
+        if not waiting:
+            waiting = True
+            log.info("%s is locked by another run: waiting (up to %s s)", what, "no limit" if timeout is None
+                     else f"{timeout:g}")
         time.sleep(POLL_S)
 
 
