@@ -160,17 +160,25 @@ def ingest_x12(
         Optional[int],  # noqa: UP045
         typer.Option("--workers", min=1, help="Processes mapping large files (default: one per core; 1 = serial)."),
     ] = None,
+    lock_timeout: Annotated[
+        Optional[float],  # noqa: UP045
+        typer.Option("--lock-timeout", min=0, help="Seconds to wait for another writer of --out (default: wait)."),
+    ] = None,
 ) -> None:
     """Read X12 835 remittances, 837 claims and 277CA/999 acknowledgements into the data contract
     (idempotent append; what is not read is reported with file and segment number)."""
     import json
 
+    from features.contract.locks import LockTimeout
     from features.sources.x12 import ingest
 
     missing = [str(p) for p in paths if not p.exists()]
     if missing:
         _fail(f"no such file or folder: {', '.join(missing)}", code=2)
-    _, summary = ingest(paths, out=out, strict=strict, workers=workers)
+    try:
+        _, summary = ingest(paths, out=out, strict=strict, workers=workers, lock_timeout=lock_timeout)
+    except LockTimeout as err:
+        _fail(str(err), code=75)
     typer.echo(json.dumps(summary.as_dict(), indent=2) if as_json else summary.text())
     if summary.files_read == 0 and summary.files_already_ingested == 0:
         _fail("nothing could be read", code=1)
@@ -424,8 +432,14 @@ def score(
     reasons_rows: Annotated[int | None, typer.Option("--reasons-rows", help="Explain the top N rows.")] = None,
     ranking_config: Annotated[Path | None, typer.Option("--ranking-config", help="Ranking YAML.")] = None,
     extract_date: ExtractDate = None,
+    lock_timeout: Annotated[float, typer.Option(
+        "--lock-timeout", envvar="RECOUP_LOCK_TIMEOUT", min=0,
+        help="Seconds to wait when another run holds the same target and as-of date (default 0: fail at once)."
+    )] = 0.0,
 ) -> None:
-    """Score every open account and denial at the as-of date and write the ranked worklist."""
+    """Score every open account and denial at the as-of date and write the ranked worklist (one run at a
+    time per target and date; the lists and the run's record switch in together or not at all)."""
+    from features.contract.locks import LockTimeout
     from features.dates import parse_as_of
     from serving.ranking import load_ranking_config
     from training.tracking import load_bundle
@@ -446,18 +460,21 @@ def score(
             from serving.batch.spark import run_spark_batch
 
             result = run_spark_batch(data, day, out, model, version_label, ranking_cfg=cfg, master=spark_master,
-                                     reasons_rows=reasons_rows, extract_date=extract_date)
+                                     reasons_rows=reasons_rows, extract_date=extract_date, lock_timeout=lock_timeout)
         elif engine == "local":
             from serving.batch import run_batch
 
             bar, update = _progress_callback("scoring")
             with bar:
                 result = run_batch(data, day, out, model, version_label, ranking_cfg=cfg, chunk_size=chunk_size,
-                                   reasons_rows=reasons_rows, extract_date=extract_date, progress=update)
+                                   reasons_rows=reasons_rows, extract_date=extract_date, progress=update,
+                                   lock_timeout=lock_timeout)
         else:
             _fail(f"unknown engine {engine!r}: use local or spark", 2)
     except ValueError as err:  # a ContractError (bad data) is one too
         _fail(str(err))
+    except LockTimeout as err:
+        _fail(str(err), code=75)  # EX_TEMPFAIL: another run holds the target; try again later
     for w in result.warnings:
         typer.secho(f"drift warning: {w}", fg=typer.colors.YELLOW, err=True)
     typer.echo(f"run {result.run_id}: {result.n_accounts:,} accounts and {result.n_denials:,} denials scored "

@@ -1,9 +1,12 @@
 """Write a dataset atomically: to a folder of Parquet or CSV files, or into PostgreSQL.
 
-A folder is built beside its target and swapped in with two renames once every table is written
-(`DatasetWriter`): readers see the old folder or the new one, never a part of either, and a failure
-leaves the old one as it was. Tables come whole or in chunks (each `write` appends one), so a dataset
-larger than memory is written chunk by chunk. Contract tables go to Parquet with their contract
+A folder is built beside its target and switched in once every table is written (`DatasetWriter`), by
+one atomic exchange of the two folders (Linux `renameat2(RENAME_EXCHANGE)`): the folder's name always
+holds a whole dataset, the old one or the new one, and the old one is deleted only after the switch.
+Where the exchange is not supported, two renames, and the next writer puts the old folder back if a
+kill fell between them. One writer at a time per folder (a lock file `.NAME.lock` beside it), and what
+a killed writer left staged is removed by the next. Tables come whole or in chunks (each `write` appends
+one), so a dataset larger than memory is written chunk by chunk. Contract tables go to Parquet with their contract
 schema (`arrow_schema`); other frames (`_truth/` tables, an ingest ledger) as pandas types them.
 
 PostgreSQL (`write_sql`, behind `recoup load`): ids and codes `text`, dates `date`, money
@@ -21,10 +24,15 @@ transaction, creating the table from the contract when it is absent.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import errno
+import functools
 import io
 import logging
 import os
 import shutil
+import sys
 import tempfile
 import threading
 import zlib
@@ -37,6 +45,7 @@ import numpy as np
 import pandas as pd
 
 from features.contract.dataset import Dataset
+from features.contract.locks import file_lock
 from features.contract.read import is_sql_url, read_dataset, split_sql_target
 from features.contract.tables import TABLES, ContractError, Table, Violation
 
@@ -68,14 +77,18 @@ class DatasetWriter:
     Use it as a context manager: `write(name, df)` writes table `name` (a name with a slash, such as
     `_truth/accounts`, goes to a subfolder; writing a name again appends the rows); leaving the block
     swaps the new folder in, an exception discards it. With `keep_existing`, the files of the folder
-    it replaces are carried over unless written again."""
+    it replaces are carried over unless written again. The folder's lock is held from entering the block
+    to the switch (waiting `lock_timeout` seconds for another writer, None: as long as it takes)."""
 
-    def __init__(self, folder: str | os.PathLike, fmt: str = "parquet", keep_existing: bool = False) -> None:
+    def __init__(self, folder: str | os.PathLike, fmt: str = "parquet", keep_existing: bool = False,
+                 lock_timeout: float | None = None) -> None:
         if fmt not in FORMATS:
             raise ValueError(f"unknown format {fmt!r} (parquet or csv)")
         self.folder = Path(folder)
         self.fmt = fmt
         self.keep_existing = keep_existing
+        self.lock_timeout = lock_timeout
+        self._lock: contextlib.AbstractContextManager | None = None
         self._target = self.folder
         self._tmp: Path | None = None
         self._parquet: dict[str, object] = {}  # table -> open pyarrow ParquetWriter
@@ -84,11 +97,26 @@ class DatasetWriter:
     def __enter__(self) -> DatasetWriter:
         self._target = target = self.folder.resolve()
         target.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = dataset_lock(target, self.lock_timeout)
+        self._lock.__enter__()
+        try:
+            recover_folder(target)
+            self._stage(target)
+        except BaseException:
+            self._release(*sys.exc_info())
+            raise
+        return self
+
+    def _release(self, *exc) -> None:
+        lock, self._lock = self._lock, None
+        if lock is not None:
+            lock.__exit__(*exc)
+
+    def _stage(self, target: Path) -> None:
         self._tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.new.", dir=target.parent))
         self._csv = set()
         if self.keep_existing and target.exists():
             shutil.copytree(target, self._tmp, dirs_exist_ok=True)
-        return self
 
     def write(self, name: str, df: pd.DataFrame) -> None:
         if self._tmp is None:
@@ -115,6 +143,12 @@ class DatasetWriter:
         self._csv.add(name)
 
     def __exit__(self, exc_type, exc, tb) -> None:
+        try:
+            self._finish(exc_type)
+        finally:
+            self._release(exc_type, exc, tb)
+
+    def _finish(self, exc_type) -> None:
         tmp, self._tmp = self._tmp, None
         writers, self._parquet = list(self._parquet.values()), {}
         if exc_type is not None:
@@ -123,10 +157,39 @@ class DatasetWriter:
         try:
             for writer in writers:
                 writer.close()  # a Parquet file is whole only once its writer is closed
+            _fsync_tree(tmp)
         except BaseException:
             _discard(tmp, writers)
             raise
         _swap_in(tmp, self._target)
+
+
+def dataset_lock(folder: str | os.PathLike, timeout: float | None = None) -> contextlib.AbstractContextManager:
+    """The lock of one dataset folder (a file beside it): one writer at a time."""
+    folder = Path(folder).resolve()
+    return file_lock(folder.parent / f".{folder.name}.lock", timeout, f"dataset folder {folder}", reentrant=True)
+
+
+def recover_folder(target: Path) -> None:
+    """Under the folder's lock: put back a folder that a kill left moved aside (the two-rename path),
+    and remove what killed writers left staged (new folders never switched in, old ones not deleted)."""
+    parent = target.parent
+    aside = sorted(parent.glob(f".{target.name}.old.*"))
+    if not target.exists() and aside:
+        aside[-1].rename(target)
+        log.warning("restored a dataset folder that a killed write had moved aside")
+        aside = aside[:-1]
+    for p in [*aside, *parent.glob(f".{target.name}.new.*")]:
+        shutil.rmtree(p, ignore_errors=True)
+        log.info("removed a staging folder a killed write left behind")
+
+
+def _fsync_tree(folder: Path) -> None:
+    """Every file of the new version on disk before the switch names it."""
+    for p in folder.rglob("*"):
+        if p.is_file():
+            with open(p, "rb") as fh:
+                os.fsync(fh.fileno())
 
 
 def _arrow_table(name: str, df: pd.DataFrame):
@@ -159,23 +222,56 @@ def _discard(tmp: Path, writers: list) -> None:
     shutil.rmtree(tmp, ignore_errors=True)
 
 
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths in one atomic step (Linux renameat2 RENAME_EXCHANGE); False where unsupported."""
+    libc = _libc()
+    if libc is None:
+        return False
+    if libc.renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP, errno.EXDEV):
+        return False
+    raise OSError(err, os.strerror(err), str(b))
+
+
+_AT_FDCWD, _RENAME_EXCHANGE = -100, 2
+
+
+@functools.cache
+def _libc():
+    if not sys.platform.startswith("linux"):
+        return None
+    libc = ctypes.CDLL(None, use_errno=True)
+    return libc if hasattr(libc, "renameat2") else None
+
+
 def _swap_in(new: Path, target: Path) -> None:
-    """Put folder `new` where `target` is: move the old one aside, rename the new one in, then
-    delete the old one (restored if the rename fails)."""
-    old = None
+    """Put folder `new` where `target` is. With an existing target, one atomic exchange (the name
+    holds the old dataset or the new one, never neither), then the old one, now at `new`, is deleted.
+    Without the exchange: the old one is moved aside, the new one renamed in (a kill between the two
+    is undone by `recover_folder`), then the old one deleted."""
+    if not target.exists():
+        new.rename(target)
+        return
+    if _exchange(new, target):
+        _remove_replaced(new)
+        return
+    old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old.", dir=target.parent))
+    old.rmdir()
+    target.rename(old)
     try:
-        if target.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old.", dir=target.parent))
-            old.rmdir()
-            target.rename(old)
         new.rename(target)
     except BaseException:
-        if old is not None and not target.exists():
+        if not target.exists():
             old.rename(target)
         shutil.rmtree(new, ignore_errors=True)
         raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+    _remove_replaced(old)
+
+
+def _remove_replaced(old: Path) -> None:
+    shutil.rmtree(old, ignore_errors=True)
 
 
 # ---------------------------------------------------------------- SQL
@@ -344,7 +440,8 @@ def _append_folder(folder: Path, name: str, df: pd.DataFrame) -> Appended:
     from features.contract.validate import coerce_table
 
     folder.mkdir(parents=True, exist_ok=True)
-    with _serialized(f"{folder.resolve()}#{name}", folder / f".{name}.lock"):
+    # the folder's own lock too: an ingestion switching in a new version of the folder would drop the rows
+    with _serialized(f"{folder.resolve()}#{name}", folder / f".{name}.lock"), dataset_lock(folder):
         path, fmt = _table_file(folder, name)
         raw = _read_folder_table(folder, name)
         if raw is None:

@@ -75,11 +75,14 @@ def partition_by_account(ds: Dataset, chunk_size: int) -> Iterator[Dataset]:
 def run_batch(source, as_of, target: str | None, model, model_version: str, *, ranking_cfg: dict | None = None,
               chunk_size: int = 100_000, reasons_rows: int | None = None, extract_date=None,
               run_id: str | None = None, progress: Progress | None = None,
-              dataset: Dataset | None = None, keep_result: bool = False) -> BatchResult:
-    """Read, validate, featurise, score, rank and (when `target` is given) write one as-of date."""
+              dataset: Dataset | None = None, keep_result: bool = False,
+              lock_timeout: float | None = 0.0) -> BatchResult:
+    """Read, validate, featurise, score, rank and (when `target` is given) write one as-of date, one run
+    at a time per target and date (another run's lock is waited for `lock_timeout` seconds)."""
     ctx = RunContext.create(source, as_of, target, model, model_version, engine="local", ranking_cfg=ranking_cfg,
                             reasons_rows=reasons_rows, run_id=run_id, extract_date=extract_date,
-                            chunk_size=chunk_size, progress=progress, keep_result=keep_result)
+                            chunk_size=chunk_size, progress=progress, keep_result=keep_result,
+                            lock_timeout=lock_timeout)
     return run_local(ctx, dataset)
 
 

@@ -97,8 +97,10 @@ class RunContext:
     chunk_size: int = 100_000  # accounts per chunk (local engine)
     progress: Progress | None = None
     keep_result: bool = False  # keep the ranked lists on the result (tests, the demo)
+    lock_timeout: float | None = 0.0  # seconds to wait for another run of the same target and date (None: forever)
     started_at: pd.Timestamp = field(default_factory=lambda: pd.Timestamp.now(tz="UTC"))
     timings: dict[str, float] = field(default_factory=dict)
+    _store: Any = field(default=None, repr=False)  # the run's writer (serving.batch.store), inside `recorded`
 
     @classmethod
     def create(cls, source, as_of, target: str | None, model, model_version: str, *, engine: str,
@@ -145,27 +147,31 @@ class RunContext:
 
     @contextlib.contextmanager
     def recorded(self) -> Iterator[None]:
-        """The run is `running` in the runs record while the body runs, and `failed` if it raises
-        (the original error still propagates); `finish` records success."""
-        from serving.batch.store import record_run
+        """The body runs holding the lock of (target, as-of date), waiting `lock_timeout` for another run
+        (else `LockTimeout`); the run is `running` in the runs record while the body runs, and `failed`
+        if it raises (the original error still propagates); `finish` publishes and records success."""
+        from serving.batch.store import open_run
 
         if self.target is None:
             yield
             return
-        record_run(self.target, self.run_record("running"))
-        try:
-            yield
-        except BaseException:
+        with open_run(self.target, self.as_of, self.run_id, self.lock_timeout) as store:
+            store.record(self.run_record("running"))
+            self._store = store
             try:
-                record_run(self.target, self.run_record("failed"))
-            except Exception:  # noqa: BLE001 - the original error is the one to report
-                log.exception("could not record the failed run")
-            raise
+                yield
+            except BaseException:
+                try:
+                    store.record(self.run_record("failed"))
+                except Exception:  # noqa: BLE001 - the original error is the one to report
+                    log.exception("could not record the failed run")
+                raise
+            finally:
+                self._store = None
 
     def finish(self, chunks: list[ChunkResult]) -> Finished:
         """The driver's part of every engine: global order (capacity, exploration), reasons for the top
         rows, drift, then the safe write and the runs record. `chunks` come in any order."""
-        from serving.batch.store import record_run, write_worklist
         from training.drift import WARN_PSI, drift_report
 
         with self.timed("rank_reasons_s"):
@@ -181,12 +187,18 @@ class RunContext:
         for w in warnings:
             log.warning("drift: %s", w)
         if self.target is not None:
-            with self.timed("write_s"):
-                write_worklist(self.target, self.as_of, ranked.accounts, ranked.denials,
-                               drift.assign(run_id=self.run_id))
-            record_run(self.target, self.run_record(
-                "succeeded", n_accounts=int(len(ranked.accounts)), n_denials=int(len(ranked.denials)),
-                timings={k: round(v, 3) for k, v in self.timings.items()}, drift_warnings=len(warnings)))
+            if self._store is None:
+                raise RuntimeError("a run with a target finishes inside `recorded()` (it holds the run's lock)")
+            t0 = time.perf_counter()
+
+            def succeeded() -> dict:  # called once the lists are written, just before they switch in
+                timings = {**self.timings, "write_s": time.perf_counter() - t0}
+                return self.run_record("succeeded", n_accounts=int(len(ranked.accounts)),
+                                       n_denials=int(len(ranked.denials)), drift_warnings=len(warnings),
+                                       timings={k: round(v, 3) for k, v in timings.items()})
+
+            self._store.publish(ranked.accounts, ranked.denials, drift.assign(run_id=self.run_id), succeeded)
+            self.add_time("write_s", time.perf_counter() - t0)
         return Finished(ranked, drift, warnings)
 
     def result(self, done: Finished, info: dict | None = None) -> BatchResult:

@@ -248,11 +248,12 @@ def run_spark_batch(source, as_of, target: str | None, model, model_version: str
                     master: str = "local[*]", reasons_rows: int | None = None, extract_date=None,
                     run_id: str | None = None, accounts_per_group: int = ACCOUNTS_PER_GROUP,
                     n_partitions: int | None = None, spark=None, conf: dict | None = None,
-                    keep_result: bool = False) -> BatchResult:
+                    keep_result: bool = False, lock_timeout: float | None = 0.0) -> BatchResult:
     """`recoup score --engine spark`: the local engine's result (same worklist), computed on Spark."""
     ctx = RunContext.create(str(source), as_of, target, model, model_version, engine="spark",
                             ranking_cfg=ranking_cfg, reasons_rows=reasons_rows, run_id=run_id,
-                            extract_date=extract_date, chunk_size=accounts_per_group, keep_result=keep_result)
+                            extract_date=extract_date, chunk_size=accounts_per_group, keep_result=keep_result,
+                            lock_timeout=lock_timeout)
     ds = ctx.read()  # validation on the driver: raises before anything is written
     n_accounts = len(ds["accounts"])
     present = {n: [c for c in TABLES[n].columns if c in ds[n]] for n in ACCOUNT_TABLES if n in ds}

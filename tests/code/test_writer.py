@@ -24,7 +24,7 @@ def test_a_failed_write_leaves_the_old_folder_as_it_was(small_dataset, tmp_path)
             writer.write("payers", ds["payers"].head(2))
             raise RuntimeError("disk full")
     assert _files(tmp_path / "data") == before
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]  # no temporary folder left behind
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".data.lock", "data"]  # no temporary folder left behind
 
 
 @pytest.mark.parametrize("fmt", ["parquet", "csv"])
@@ -59,3 +59,46 @@ def test_sql_writer_refuses_a_database_other_than_postgresql(small_dataset, tmp_
     ds = small_dataset
     with pytest.raises(ValueError, match="writes to PostgreSQL, not sqlite"):
         write_dataset(ds, f"sqlite:///{tmp_path / 'x.db'}")
+
+
+def test_one_writer_at_a_time_per_folder(small_dataset, tmp_path):
+    from features.contract.locks import LockTimeout
+    from features.contract.write import dataset_lock
+    from features.sources.x12 import ingest
+    from tests.concurrency import held_in_another_thread
+
+    write_dataset(small_dataset, tmp_path / "data")
+    with held_in_another_thread(lambda: dataset_lock(tmp_path / "data")):  # another writer of the folder
+        with pytest.raises(LockTimeout, match=f"dataset folder {tmp_path / 'data'} is locked by another run"):
+            with DatasetWriter(tmp_path / "data", lock_timeout=0.2):
+                pass
+        with pytest.raises(LockTimeout):
+            ingest([], out=tmp_path / "data", lock_timeout=0)
+    with DatasetWriter(tmp_path / "data", keep_existing=True, lock_timeout=0) as writer:
+        writer.write("payers", small_dataset["payers"])
+
+
+def test_what_a_killed_write_left_is_cleaned_up_and_a_folder_moved_aside_put_back(small_dataset, tmp_path):
+    write_dataset(small_dataset, tmp_path / "data")
+    before = _files(tmp_path / "data")
+    (tmp_path / ".data.new.x1").mkdir()  # a new version a kill left staged
+    # the two-rename path (no atomic exchange) killed between its renames: the folder is aside
+    (tmp_path / "data").rename(tmp_path / ".data.old.x2")
+    with DatasetWriter(tmp_path / "data", keep_existing=True) as writer:
+        writer.write("work", small_dataset["work"].head(3))
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".data.lock", "data"]
+    after = _files(tmp_path / "data")
+    assert {k: v for k, v in after.items() if k != "work.parquet"} == {
+        k: v for k, v in before.items() if k != "work.parquet"}
+
+
+def test_an_existing_folder_is_switched_by_one_exchange(small_dataset, tmp_path, monkeypatch):
+    from features.contract import write
+
+    write_dataset(small_dataset, tmp_path / "data")
+    real, done = write._exchange, []
+    monkeypatch.setattr(write, "_exchange", lambda a, b: done.append(real(a, b)) or done[-1])
+    with DatasetWriter(tmp_path / "data") as writer:
+        writer.write("payers", small_dataset["payers"].head(2))
+    assert done == [True]  # one atomic step (Linux): no moment without a folder of that name
+    assert len(read_dataset(tmp_path / "data", validate=False, tables=("payers",))["payers"]) == 2

@@ -15,7 +15,7 @@ import pytest
 from features.contract import ContractError
 from serving.batch import run_batch
 from serving.batch.store import read_runs, read_worklist
-from tests.killpoint import kill_when
+from tests.killpoint import run_killed
 from tests.paths import REPO
 from tests.worklists import AS_OF, AS_OF_2, assert_worklists_equal
 
@@ -97,20 +97,21 @@ def test_killed_run_leaves_previous_worklist_intact(benv, tmp_path):
     before = run_batch(benv.data, AS_OF, target, benv.model, benv.version_label)
     old = read_worklist(target)
     old_den = read_worklist(target, kind="denials")
-    # `recoup score`, paused once every file is staged and none swapped (tests/killpoint.py)
-    proc = subprocess.Popen([sys.executable, "-m", "tests.killpoint", "parquet", "score", str(benv.data),
-                             "--as-of", AS_OF, "--out", target], cwd=REPO, env=benv.env(),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    kill_when(proc, lambda: bool(list(Path(target).glob("as_of=*/.*.tmp"))))  # every file staged, none swapped
+    # `recoup score`, paused once every file of its version is written and the manifest not switched
+    run_killed("parquet", ["score", str(benv.data), "--as-of", AS_OF, "--out", target], tmp_path / "ready",
+               cwd=REPO, env=benv.env())
     now = read_worklist(target)
     assert set(now["run_id"]) == {before.run_id}
     assert_worklists_equal(old, now)
     assert_worklists_equal(old_den, read_worklist(target, kind="denials"))
     runs = read_runs(target)
     assert list(runs["status"]) == ["succeeded", "running"]  # the killed run never finished
+    assert len(list((tmp_path / "worklist_versions").glob(f"{AS_OF}.*"))) == 2  # its staged version is left
 
     after = run_batch(benv.data, AS_OF, target, benv.model, benv.version_label)
     new = read_worklist(target)
     assert len(new) == len(old) and new["account_id"].is_unique and set(new["run_id"]) == {after.run_id}
     assert_worklists_equal(old, new)
-    assert list(read_runs(target)["status"]) == ["succeeded", "running", "succeeded"]
+    # the next start marked the killed run failed and removed what it had staged
+    assert list(read_runs(target)["status"]) == ["succeeded", "failed", "succeeded"]
+    assert [p.name for p in (tmp_path / "worklist_versions").glob(f"{AS_OF}.*")] == [f"{AS_OF}.{after.run_id}"]

@@ -4,15 +4,13 @@ as tables, Parquet-in = Postgres-in = Spark-over-JDBC, and a run killed before i
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import uuid
 
 import pandas as pd
 import pytest
 
 from features.contract import TABLES, read_dataset, validate_dataset
-from tests.killpoint import kill_when
+from tests.killpoint import run_killed
 from tests.paths import REPO
 from tests.postgres import scratch_database
 from tests.worklists import AS_OF, assert_worklists_equal
@@ -114,9 +112,7 @@ def test_parquet_in_postgres_in_and_postgres_out_agree(loaded, benv, tmp_path):
     assert list(runs["n_accounts"]) == [len(b), len(b)]
 
 
-def test_killed_sql_run_leaves_previous_table(loaded, benv):
-    import sqlalchemy as sa
-
+def test_killed_sql_run_leaves_previous_table(loaded, benv, tmp_path):
     from serving.batch import run_batch
     from serving.batch.store import read_runs, read_worklist
 
@@ -124,25 +120,18 @@ def test_killed_sql_run_leaves_previous_table(loaded, benv):
     before = run_batch(loaded, AS_OF, target, benv.model, benv.version_label)
     old = read_worklist(target)
     # `recoup score`, paused before the worklist's transaction commits (tests/killpoint.py)
-    proc = subprocess.Popen([sys.executable, "-m", "tests.killpoint", "sql", "score", loaded, "--as-of", AS_OF,
-                             "--out", target], cwd=REPO, env=benv.env(),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    engine = sa.create_engine(loaded)
-
-    def uncommitted() -> bool:  # the run has deleted and re-inserted the date's rows, not committed
-        with engine.connect() as conn:
-            return bool(conn.exec_driver_sql(
-                "SELECT count(*) FROM pg_stat_activity WHERE state = 'idle in transaction' "
-                "AND datname = current_database() AND query ILIKE 'INSERT INTO killed_drift%%'").scalar())
-
-    try:
-        kill_when(proc, uncommitted)
-    finally:
-        engine.dispose()
+    run_killed("sql", ["score", loaded, "--as-of", AS_OF, "--out", target], tmp_path / "ready", cwd=REPO,
+               env=benv.env())
     now = read_worklist(target)
     assert set(now["run_id"]) == {before.run_id}
     assert_worklists_equal(old, now[list(old.columns)])
-    assert list(read_runs(target)["status"]) == ["succeeded", "running"]
+    runs = read_runs(target).sort_values("started_at")
+    assert list(runs["status"]) == ["succeeded", "running"]
+    # the next start marks the killed run failed; the rerun replaces the date's rows once
+    after = run_batch(loaded, AS_OF, target, benv.model, benv.version_label)
+    again = read_worklist(target)
+    assert len(again) == len(old) and again["account_id"].is_unique and set(again["run_id"]) == {after.run_id}
+    assert list(read_runs(target).sort_values("started_at")["status"]) == ["succeeded", "failed", "succeeded"]
 
 
 @pytest.mark.spark

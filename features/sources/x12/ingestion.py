@@ -28,6 +28,7 @@ from pathlib import Path
 import pandas as pd
 
 from features.contract import TABLES, DatasetWriter
+from features.contract.write import dataset_lock, recover_folder
 from features.sources.x12.acks import is_claim_acknowledgement, map_277ca, map_999
 from features.sources.x12.claim import map_claims
 from features.sources.x12.remit import map_remittance
@@ -252,12 +253,24 @@ def ingest(
     out: str | os.PathLike | None = None,
     strict: bool = False,
     workers: int | None = None,
+    lock_timeout: float | None = None,
 ) -> tuple[dict[str, pd.DataFrame], IngestSummary]:
     """Read X12 files; with `out`, append the contract tables there (idempotent, all or nothing).
 
-    Returns the (merged) tables and the summary. Never raises for a bad file: it is reported."""
+    Returns the (merged) tables and the summary. Never raises for a bad file: it is reported. One
+    ingestion at a time per folder: the folder's lock is held from reading what it holds to the switch
+    of the new version (waiting `lock_timeout` seconds for another writer; None: as long as it takes)."""
+    if out is None:
+        return _ingest(paths, None, strict, workers)
+    with dataset_lock(out, lock_timeout):
+        if Path(out).resolve().parent.exists():
+            recover_folder(Path(out).resolve())  # before reading what the folder holds
+        return _ingest(paths, Path(out), strict, workers)
+
+
+def _ingest(paths: Iterable[str | os.PathLike], folder: Path | None, strict: bool,
+            workers: int | None) -> tuple[dict[str, pd.DataFrame], IngestSummary]:
     summary = IngestSummary()
-    folder = Path(out) if out is not None else None
     existing = read_existing(folder) if folder is not None and folder.exists() else {}
     ledger = existing.pop(LEDGER, None)
     seen_sha: set[str] = set()
