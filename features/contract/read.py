@@ -7,6 +7,7 @@ date and (by default) validates them.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -82,17 +83,34 @@ def read_raw(source: str | os.PathLike, tables: tuple[str, ...] | None = None) -
         if not folder.is_dir():
             raise ContractError([Violation(str(source), None, "is not a folder of contract tables")])
         broken: list[Violation] = []
-        for name in names:
-            try:
-                df = _read_folder_table(folder, name)
-            except UNREADABLE as err:
-                broken.append(unreadable(name, folder, err))
-                continue
-            if df is not None:
-                raw[name] = df
+        with _opened_folder(folder) as base:
+            for name in names:
+                try:
+                    df = _read_folder_table(base, name)
+                except UNREADABLE as err:
+                    broken.append(unreadable(name, folder, err))
+                    continue
+                if df is not None:
+                    raw[name] = df
         if broken:
             raise ContractError(broken)
     return raw
+
+
+@contextlib.contextmanager
+def _opened_folder(folder: Path):
+    """The folder, opened once: every table is read from the same version of it, even when a writer
+    switches a new version in under the same name meanwhile (`features.contract.write` exchanges whole
+    folders). On Linux the open directory is reached through /proc/self/fd; elsewhere, by its path."""
+    proc = Path("/proc/self/fd")
+    if not proc.is_dir():
+        yield folder
+        return
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        yield proc / str(fd)
+    finally:
+        os.close(fd)
 
 
 def read_dataset(

@@ -102,3 +102,38 @@ def test_an_existing_folder_is_switched_by_one_exchange(small_dataset, tmp_path,
         writer.write("payers", small_dataset["payers"].head(2))
     assert done == [True]  # one atomic step (Linux): no moment without a folder of that name
     assert len(read_dataset(tmp_path / "data", validate=False, tables=("payers",))["payers"]) == 2
+
+
+def test_a_read_that_spans_a_switch_reads_one_version(tmp_path, monkeypatch):
+    """A writer switches a new version of the folder in while a reader is between two tables: every table
+    the reader returns is the old version's (the folder is opened once)."""
+    import os
+
+    from features.contract import read as reader
+    from tests.builders import random_history
+
+    def write(folder, seed):
+        folder.mkdir()
+        for name, df in random_history(seed, 4).frames().items():
+            df.to_parquet(folder / f"{name}.parquet")
+
+    data, new = tmp_path / "data", tmp_path / "new"
+    write(data, 1)
+    write(new, 2)
+    old_accounts = set(pd.read_parquet(data / "accounts.parquet")["account_id"])
+    old_claims = set(pd.read_parquet(data / "claims.parquet")["claim_id"])
+    assert old_claims != set(pd.read_parquet(new / "claims.parquet")["claim_id"])
+    real, calls = reader._read_folder_table, []
+
+    def read_then_switch(folder, name):
+        df = real(folder, name)
+        if not calls:  # after the first table, the writer's switch
+            os.rename(data, tmp_path / "previous")
+            os.rename(new, data)
+        calls.append(name)
+        return df
+
+    monkeypatch.setattr(reader, "_read_folder_table", read_then_switch)
+    raw = reader.read_raw(data)
+    assert len(calls) > 3 and set(raw["accounts"]["account_id"]) == old_accounts
+    assert set(raw["claims"]["claim_id"]) == old_claims
