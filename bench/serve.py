@@ -85,10 +85,12 @@ def _prepare(args) -> tuple[str, str]:
 
 _EMPTY = np.zeros(0, dtype=np.intp)
 # what `history_from_dataset` puts in one account's history, and the column each table is reached by
-_HISTORY_TABLES = ("claims", "claim_lines", "remittances", "appeals", "adjustments", "transactions", "activities")
+_HISTORY_TABLES = ("claims", "claim_lines", "remittances", "appeals", "adjustments", "transactions", "activities",
+                   "claim_acks", "work")
 _GROUP_KEYS = {"accounts": "account_id", "claims": "account_id", "claim_lines": "claim_id",
                "remittances": "claim_id", "appeals": "claim_id", "adjustments": "remit_id",
-               "transactions": "account_id", "activities": "account_id", "payers": "payer_id"}
+               "transactions": "account_id", "activities": "account_id", "payers": "payer_id",
+               "claim_acks": "claim_id", "work": "account_id"}
 
 
 class _Groups:
@@ -145,11 +147,11 @@ class _Histories:
         g = self.groups
         pos = {"accounts": g["accounts"][account_id][:1], "claims": g["claims"].get(account_id, _EMPTY)}
         cids = self.claim_ids[pos["claims"]]
-        for name in ("claim_lines", "remittances", "appeals"):
+        for name in ("claim_lines", "remittances", "appeals", "claim_acks"):
             pos[name] = self._union(name, cids)
         rids = self.remit_ids[pos["remittances"]] if self.remit_ids is not None else ()
         pos["adjustments"] = self._union("adjustments", rids)
-        for name in ("transactions", "activities"):
+        for name in ("transactions", "activities", "work"):
             pos[name] = g[name].get(account_id, _EMPTY) if name in g else _EMPTY
         pids = [v for name, p in (("accounts", pos["accounts"]), ("claims", pos["claims"]),
                                   ("transactions", pos["transactions"])) if name in self.payer_cols

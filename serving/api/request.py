@@ -22,7 +22,7 @@ from typing import Annotated, Any, Literal, NotRequired
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, with_config
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, with_config
 from typing_extensions import TypedDict
 
 from features.contract import NANOSECOND_DAYS, TABLES, Bounds, Col, ColumnTable, Dataset
@@ -31,6 +31,7 @@ from features.dates import from_python_dates, parse_as_of
 # the tables an account history carries in a request (payers: those the account refers to)
 HISTORY_TABLES = (
     "payers", "claims", "claim_lines", "remittances", "adjustments", "transactions", "appeals", "activities",
+    "claim_acks", "work",
 )
 REQUEST_TABLES = ("accounts", *HISTORY_TABLES)
 
@@ -48,6 +49,12 @@ _FIRST_DAY, _LAST_DAY = NANOSECOND_DAYS
 DATE_DOC = f"ISO date within the accepted range (RECOUP_MIN_DATE … RECOUP_MAX_DATE, default {Bounds().date_range})"
 
 
+def _not_a_bool(value: Any) -> Any:
+    if isinstance(value, bool):
+        raise ValueError("a number is expected, not true or false")
+    return value
+
+
 def _field(col: str, c: Col) -> Any:
     typ: Any = Literal[c.enum] if c.enum is not None else _PY_TYPE[c.type]
     kw: dict[str, Any] = {}
@@ -62,6 +69,9 @@ def _field(col: str, c: Col) -> Any:
         doc = f"{doc} (default {c.default!r} when left out)".strip()
     if doc:
         kw["description"] = doc
+    if c.enum is not None and c.type == "int":
+        # JSON's true is not the number 1 (a Literal of ints would take it: True == 1)
+        typ = Annotated[typ, BeforeValidator(_not_a_bool)]
     if c.nullable:
         typ = typ | None
     typ = Annotated[typ, Field(**kw)] if kw else typ
@@ -97,6 +107,25 @@ AdjustmentsRow = row_model("adjustments")
 TransactionsRow = row_model("transactions")
 AppealsRow = row_model("appeals")
 ActivitiesRow = row_model("activities")
+ClaimAcksRow = row_model("claim_acks")
+
+
+def _work_row_model() -> type:
+    """A row of the contract's `work` table as `POST /work` takes it: the generated row, with what
+    the service must hold to before it writes (pandera is not on the request path): ids not empty and a
+    propensity in (0, 1] (a probability the policy drew with); the date is any row's (strict ISO, within
+    pandas' range; the service holds it to the configured bounds)."""
+    spec = TABLES["work"]
+    fields = {col: _field(col, c) for col, c in spec.columns.items()}
+    for col in ("work_id", "account_id"):
+        fields[col] = Annotated[str, Field(min_length=1)]
+    fields["propensity"] = Annotated[float, Field(gt=0, le=1, description=spec.columns["propensity"].doc)]
+    model = TypedDict("WorkRow", fields)
+    model.__doc__ = spec.doc or None
+    return with_config(_ROW_CONFIG)(model)
+
+
+WorkRow = _work_row_model()
 
 
 @with_config(_STRICT_CONFIG)
@@ -112,6 +141,8 @@ class AccountHistory(TypedDict):
     transactions: NotRequired[list[TransactionsRow]]  # type: ignore[valid-type]
     appeals: NotRequired[list[AppealsRow]]  # type: ignore[valid-type]
     activities: NotRequired[list[ActivitiesRow]]  # type: ignore[valid-type]
+    claim_acks: NotRequired[list[ClaimAcksRow]]  # type: ignore[valid-type]
+    work: NotRequired[list[WorkRow]]  # type: ignore[valid-type]
 
 
 class ScoreRequest(BaseModel):
@@ -132,22 +163,7 @@ class WorklistRequest(ScoreRequest):
 
 # ----------------------------------------------------------------------------- POST /work
 
-def _work_row_model() -> type:
-    """A row of the contract's `work` table as `POST /work` takes it: the generated row, with what
-    the service must hold to before it writes (pandera is not on the request path): ids not empty and a
-    propensity in (0, 1] (a probability the policy drew with); the date is any row's (strict ISO, within
-    pandas' range; the service holds it to the configured bounds)."""
-    spec = TABLES["work"]
-    fields = {col: _field(col, c) for col, c in spec.columns.items()}
-    for col in ("work_id", "account_id"):
-        fields[col] = Annotated[str, Field(min_length=1)]
-    fields["propensity"] = Annotated[float, Field(gt=0, le=1, description=spec.columns["propensity"].doc)]
-    model = TypedDict("WorkRow", fields)
-    model.__doc__ = spec.doc or None
-    return with_config(_ROW_CONFIG)(model)
 
-
-WorkRow = _work_row_model()
 
 
 class WorkRequest(BaseModel):
@@ -199,7 +215,8 @@ def _path(i: int, name: str | None = None, j: int | None = None, col: str | None
     return out + (f".{col}" if col is not None else "")
 
 
-_UNIQUE_TABLES = ("accounts", "claims", "claim_lines", "remittances", "transactions", "appeals", "activities")
+_UNIQUE_TABLES = ("accounts", "claims", "claim_lines", "remittances", "transactions", "appeals", "activities",
+                  "claim_acks", "work")
 
 
 def check_references(req: ScoreRequest) -> list[tuple[str, str]]:
@@ -247,7 +264,7 @@ def check_references(req: ScoreRequest) -> list[tuple[str, str]]:
             if original is not None and original not in claim_ids:
                 problems.append((_path(i, "claims", j, "original_claim_id"),
                                  f"references a claim that is not in {_path(i, 'claims')}"))
-        for name in ("claim_lines", "remittances", "appeals"):
+        for name in ("claim_lines", "remittances", "appeals", "claim_acks"):
             key_col = TABLES[name].key[-1]
             for j, r in enumerate(h.get(name, ())):
                 if r["claim_id"] not in claim_ids:
@@ -260,7 +277,7 @@ def check_references(req: ScoreRequest) -> list[tuple[str, str]]:
             if a["remit_id"] not in remit_ids:
                 problems.append((_path(i, "adjustments", j, "remit_id"),
                                  f"references a remittance that is not in {_path(i, 'remittances')}"))
-        for name in ("transactions", "activities"):
+        for name in ("transactions", "activities", "work"):
             key_col = TABLES[name].key[0]
             for j, r in enumerate(h.get(name, ())):
                 if r["account_id"] != acct:
@@ -268,6 +285,9 @@ def check_references(req: ScoreRequest) -> list[tuple[str, str]]:
                 unique(name, r[key_col], (i, name, j, key_col))
                 if name == "transactions":
                     payer_ref(r.get("payer_id"), (i, name, j, "payer_id"))
+                if name == "work" and r.get("claim_id") is not None and r["claim_id"] not in claim_ids:
+                    problems.append((_path(i, name, j, "claim_id"),
+                                     f"references a claim that is not in {_path(i, 'claims')}"))
         if len(problems) >= 50:
             break
     return problems
@@ -374,7 +394,7 @@ def history_from_dataset(ds: Dataset, account_ids, as_of) -> dict:
     wanted = list(account_ids)
     t = ds.tables
     by_acct = {n: t[n].groupby("account_id", sort=False).indices for n in ("accounts", "claims", "transactions",
-                                                                             "activities") if n in t}
+                                                                             "activities", "work") if n in t}
     histories = []
     for a in wanted:
         h: dict = {}
@@ -382,11 +402,11 @@ def history_from_dataset(ds: Dataset, account_ids, as_of) -> dict:
         cl = t["claims"].iloc[by_acct["claims"].get(a, [])]
         h["claims"] = table_records(cl, "claims")
         cids = set(cl["claim_id"])
-        for name in ("claim_lines", "remittances", "appeals"):
+        for name in ("claim_lines", "remittances", "appeals", "claim_acks"):
             h[name] = table_records(t[name][t[name]["claim_id"].isin(cids)], name) if name in t else []
         rids = {r["remit_id"] for r in h["remittances"]}
         h["adjustments"] = table_records(t["adjustments"][t["adjustments"]["remit_id"].isin(rids)], "adjustments")
-        for name in ("transactions", "activities"):
+        for name in ("transactions", "activities", "work"):
             h[name] = table_records(t[name].iloc[by_acct[name].get(a, [])], name) if name in t else []
         pids = {h["account"]["primary_payer_id"]} | {c["payer_id"] for c in h["claims"]} | {
             x["payer_id"] for x in h["transactions"]}

@@ -27,8 +27,10 @@ from serving.ranking import Columns, Ranked, concat_rows, finalize, load_ranking
 log = logging.getLogger("serving.batch")
 
 # tables that hang off an account, and the key that leads to it
-BY_ACCOUNT = ("accounts", "claims", "transactions", "activities")
-BY_CLAIM = ("claim_lines", "remittances", "appeals")
+# the work log and the claim acknowledgements are history too (the features read them): a chunk that
+# left them out would score without them, unlike training and the API
+BY_ACCOUNT = ("accounts", "claims", "transactions", "activities", "work")
+BY_CLAIM = ("claim_lines", "remittances", "appeals", "claim_acks")
 BY_REMIT = ("adjustments", "remit_lines")
 ACCOUNT_TABLES = BY_ACCOUNT + BY_CLAIM + BY_REMIT  # every table whose rows belong to one account
 

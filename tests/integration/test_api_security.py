@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 
 import httpx
 import pandas as pd
@@ -86,7 +87,7 @@ def _marked(body: dict) -> dict:
         new = f"ACCT-{MARK}-{i}"
         h["account"].update(account_id=new, patient_id=f"PAT-{MARK}-{i}", guarantor_id=f"GUAR-{MARK}-{i}",
                             total_charges=MARKED_AMOUNT)
-        for name in ("claims", "transactions", "activities"):
+        for name in ("claims", "transactions", "activities", "work"):
             for r in h.get(name, []):
                 if r["account_id"] == old:
                     r["account_id"] = new
@@ -128,14 +129,25 @@ def test_a_rotated_token_works_at_once_and_the_old_one_stops(served):
     assert _post(s, "/score", body, new).status_code == 200
 
 
+def _audit_line(path, rid: str, seconds: float = 10.0) -> dict:
+    """The audit line of request `rid`: it is written once the response has gone out, so a client that
+    reads the file at once may be ahead of it."""
+    deadline = time.monotonic() + seconds
+    while True:
+        found = [a for a in map(json.loads, path.read_text().splitlines()) if a["request_id"] == rid]
+        if found or time.monotonic() > deadline:
+            assert found, f"no audit line for request {rid} after {seconds} s"
+            return found[0]
+        time.sleep(0.05)
+
+
 def test_the_audit_log_says_who_called_what_and_holds_no_ids(served):
     s = served
     body = _body(s, _open_ids(s, 3))
     r = _post(s, "/worklist", body, s["tokens"]["scorer"])
     assert r.status_code == 200
     rid = r.headers["x-request-id"]
-    lines = [json.loads(x) for x in s["audit"].read_text().splitlines()]
-    mine = next(a for a in lines if a["request_id"] == rid)
+    mine = _audit_line(s["audit"], rid)
     assert (mine["client"], mine["endpoint"], mine["status"], mine["accounts"]) == ("scorer", "/worklist", 200, 3)
     assert mine["scored"] >= 1 and mine["model_version"].startswith("recoup/")
     text = s["audit"].read_text()
