@@ -233,15 +233,33 @@ def validate_dataset(ds: Dataset, bounds: Bounds | None = None) -> None:
         raise ContractError(violations)
 
 
+def _as_arrow_text(values: pd.Series):
+    """A typed id column as an Arrow string array (nulls as nulls): Arrow hashes its bytes in C++, where
+    pandas' `isin` on object columns hashes and compares Python strings one by one."""
+    import pyarrow as pa
+
+    arr = values.to_numpy(dtype=object, na_value=None)
+    try:
+        return pa.array(arr, type=pa.string(), from_pandas=True)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):  # not text (a frame built by hand): compare as text
+        return pa.array(_as_str(pd.Series(arr)).to_numpy(), type=pa.string(), from_pandas=True)
+
+
 def _reference_violations(ds: Dataset) -> list[Violation]:
+    import pyarrow.compute as pc
+
     out = []
+    known_sets: dict[tuple[str, str], object] = {}  # a target column is read once for all its references
     for name, df in ds.tables.items():
         for ref in TABLES[name].references:
             if ref.table not in ds.tables or ref.column not in df:
                 continue
-            values = df[ref.column]
-            known = pd.Index(ds.tables[ref.table][ref.target].dropna().unique())
-            mask = values.notna() & ~values.isin(known)
+            target = (ref.table, ref.target)
+            if target not in known_sets:
+                known_sets[target] = pc.unique(_as_arrow_text(ds.tables[ref.table][ref.target]).drop_null())
+            values = _as_arrow_text(df[ref.column])
+            unknown = pc.and_(pc.is_valid(values), pc.invert(pc.is_in(values, value_set=known_sets[target])))
+            mask = unknown.to_numpy(zero_copy_only=False)
             if mask.any():
                 out.append(_violation(name, df, ref.column, f"references an unknown {ref.table}.{ref.target}", mask))
     return out
