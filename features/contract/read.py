@@ -119,7 +119,8 @@ def read_dataset(
         if name not in raw and not TABLES[name].optional:
             violations.append(Violation(name, None, f"table is missing from {source}"))
     typed: dict[str, pd.DataFrame] = {}
-    for name, df in raw.items():
+    for name in list(raw):
+        df = raw.pop(name)  # the stored table goes once typed: peak memory holds one table twice, not all
         frame, problems = coerce_table(name, df, bounds)
         violations.extend(problems)
         typed[name] = frame
