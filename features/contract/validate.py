@@ -38,9 +38,17 @@ def _violation(table: str, df: pd.DataFrame, column: str | None, problem: str, m
     return Violation(table, column, problem, int(mask.sum()), _ids_of(table, df, mask))
 
 
-def _as_str(s: pd.Series) -> pd.Series:
-    """Ids as Python strings (object dtype), nulls as None; vectorised for string columns."""
-    if pd.api.types.is_string_dtype(s.dtype) and not pd.api.types.is_object_dtype(s.dtype):
+def _is_arrow_text(s: pd.Series) -> bool:
+    """A pandas string column (pandas 3's `str`, Arrow-backed as Parquet and CSV text arrive), not objects."""
+    return pd.api.types.is_string_dtype(s.dtype) and not pd.api.types.is_object_dtype(s.dtype)
+
+
+def _as_str(s: pd.Series, distinct: bool = False) -> pd.Series:
+    """Ids as Python strings (object dtype), nulls as None; vectorised for string columns. `distinct`:
+    the column is a table's own key, every value its own (nothing to share)."""
+    if _is_arrow_text(s) and distinct:
+        return pd.Series(s.to_numpy(dtype=object, na_value=None), index=s.index, dtype=object)
+    if _is_arrow_text(s):
         # One Python string per distinct value, shared by the rows that repeat it (an account id, a
         # payer, an enum): far less memory than one object a row, and factorizing Arrow text is cheap.
         codes, uniques = pd.factorize(s)
@@ -124,8 +132,10 @@ def coerce_table(name: str, df: pd.DataFrame, bounds: Bounds | None = None) -> t
         else:
             values = df[col]
         raw_null = values.isna()
+        parsed_all = False  # True where no non-null value can fail to parse
         if c.type == "str":
-            typed = _as_str(values)
+            typed = _as_str(values, distinct=spec.unique_key and spec.key == (col,))
+            parsed_all = _is_arrow_text(values)  # text is text: skip a null scan of Python objects
         elif c.type == "date":
             if pd.api.types.is_datetime64_any_dtype(values):
                 typed = values.dt.tz_localize(None) if getattr(values.dt, "tz", None) else values
@@ -148,8 +158,8 @@ def coerce_table(name: str, df: pd.DataFrame, bounds: Bounds | None = None) -> t
             # beyond int64 (or inf) it is no count: missing, so that it is named as not an int
             num = num.where(~frac & (num.abs() < 2.0**63))
             typed = num.astype("Int64")
-        bad = typed.isna() & ~raw_null
-        if bad.any():
+        bad = None if parsed_all else typed.isna() & ~raw_null
+        if bad is not None and bad.any():
             problems.append(_violation(name, df, col, f"values are not of type {c.type}", bad))
         out[col] = typed
     frame = pd.DataFrame(out, index=df.index)
@@ -242,7 +252,7 @@ def _as_arrow_text(values: pd.Series):
     pandas' `isin` on object columns hashes and compares Python strings one by one."""
     import pyarrow as pa
 
-    arr = values.to_numpy(dtype=object, na_value=None)
+    arr = values.to_numpy()  # typed ids: str or None, which from_pandas reads as they are
     try:
         return pa.array(arr, type=pa.string(), from_pandas=True)
     except (pa.ArrowInvalid, pa.ArrowTypeError):  # not text (a frame built by hand): compare as text
