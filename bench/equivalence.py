@@ -18,6 +18,7 @@ import argparse
 import datetime as dt
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -173,18 +174,32 @@ def _compare_json(a, b, path: str = "") -> list[str]:
     return [] if a == b else [f"{path}: {a!r} vs {b!r}"]
 
 
+# a run's versioned outputs (issue 15) are named by its run: `2025-06-01.<hex>/`, `runs.<hex>.parquet`
+_RUN_NAMED = re.compile(r"^(?P<stem>\d{4}-\d{2}-\d{2}|runs)\.[0-9a-f]{8,}(?P<ext>\.parquet)?$")
+
+
+def _outputs(root: Path) -> dict[str, Path]:
+    """The batch outputs under `root` by a name without the run-specific parts."""
+    out = {}
+    for p in (root / "batch").rglob("*.parquet"):
+        parts = [_RUN_NAMED.sub(lambda m: m["stem"] + (m["ext"] or ""), part) for part in p.relative_to(root).parts]
+        out["/".join(parts)] = p
+    return out
+
+
 def compare(old: Path, new: Path) -> dict:
     problems: list[str] = []
-    files = sorted(p.relative_to(old) for p in (old / "batch").rglob("*.parquet"))
+    before, after = _outputs(old), _outputs(new)
+    files = sorted(before)
     if not files:
         problems.append(f"no batch outputs in {old}")
     for rel in files:
-        if not (new / rel).exists():
+        if rel not in after:
             problems.append(f"{rel}: missing in {new}")
             continue
-        if rel.name.endswith("_runs.parquet"):
+        if rel.endswith("_runs.parquet") or rel.endswith("/runs.parquet"):
             continue  # run ids, timings and timestamps
-        problems += _compare_frames(pd.read_parquet(old / rel), pd.read_parquet(new / rel), str(rel))
+        problems += _compare_frames(pd.read_parquet(before[rel]), pd.read_parquet(after[rel]), rel)
     problems += _compare_json(_strip(json.loads((old / "api.json").read_text())),
                               _strip(json.loads((new / "api.json").read_text())), "api")
     return {"files_compared": len(files), "identical": not problems, "differences": problems[:50]}

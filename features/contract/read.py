@@ -28,9 +28,13 @@ def split_sql_target(target: str) -> tuple[str, str | None]:
     return url, (table or None)
 
 
-def _read_folder_table(folder: Path, name: str) -> pd.DataFrame | None:
+def _read_folder_table(folder: Path, name: str, dates_as_datetime: bool = False) -> pd.DataFrame | None:
+    """One table's file as stored; `dates_as_datetime` reads Parquet dates as datetime64 instead of
+    `datetime.date` objects (for `coerce_table`, which would otherwise parse a Python object a row)."""
     pq, csv = folder / f"{name}.parquet", folder / f"{name}.csv"
     if pq.exists():  # a file, or a folder of parts
+        if dates_as_datetime:
+            return pd.read_parquet(pq, to_pandas_kwargs={"date_as_object": False})
         return pd.read_parquet(pq)
     if csv.exists():
         # Read everything as text: typing happens in one place (`coerce_table`), which can name
@@ -60,8 +64,10 @@ def unreadable(name: str, folder: Path, err: Exception) -> Violation:
 UNREADABLE = (OSError, ValueError)
 
 
-def read_raw(source: str | os.PathLike, tables: tuple[str, ...] | None = None) -> dict[str, pd.DataFrame]:
-    """The tables as stored, untyped; absent optional tables are left out."""
+def read_raw(source: str | os.PathLike, tables: tuple[str, ...] | None = None, *,
+             dates_as_datetime: bool = False) -> dict[str, pd.DataFrame]:
+    """The tables as stored, untyped; absent optional tables are left out. `dates_as_datetime`: Parquet
+    dates as datetime64 (what `read_dataset` types them to anyway), not `datetime.date` objects."""
     names = tables or tuple(TABLES)
     raw: dict[str, pd.DataFrame] = {}
     if is_sql_url(source):
@@ -86,7 +92,7 @@ def read_raw(source: str | os.PathLike, tables: tuple[str, ...] | None = None) -
         with _opened_folder(folder) as base:
             for name in names:
                 try:
-                    df = _read_folder_table(base, name)
+                    df = _read_folder_table(base, name, dates_as_datetime)
                 except UNREADABLE as err:
                     broken.append(unreadable(name, folder, err))
                     continue
@@ -124,14 +130,15 @@ def read_dataset(
     that cannot be read, a value that does not parse or lies outside the `bounds` (default: the
     environment's, `Bounds.from_env`) is named by table, column and row ids."""
     bounds = bounds if bounds is not None else Bounds.from_env()
-    raw = read_raw(source, tables)
+    raw = read_raw(source, tables, dates_as_datetime=True)
     violations: list[Violation] = []
     wanted = tables or REQUIRED_TABLES
     for name in wanted:
         if name not in raw and not TABLES[name].optional:
             violations.append(Violation(name, None, f"table is missing from {source}"))
     typed: dict[str, pd.DataFrame] = {}
-    for name, df in raw.items():
+    for name in list(raw):
+        df = raw.pop(name)  # the stored table goes once typed: peak memory holds one table twice, not all
         frame, problems = coerce_table(name, df, bounds)
         violations.extend(problems)
         typed[name] = frame

@@ -38,10 +38,22 @@ def _violation(table: str, df: pd.DataFrame, column: str | None, problem: str, m
     return Violation(table, column, problem, int(mask.sum()), _ids_of(table, df, mask))
 
 
-def _as_str(s: pd.Series) -> pd.Series:
-    """Ids as Python strings (object dtype), nulls as None; vectorised for string columns."""
-    if pd.api.types.is_string_dtype(s.dtype) and not pd.api.types.is_object_dtype(s.dtype):
+def _is_arrow_text(s: pd.Series) -> bool:
+    """A pandas string column (pandas 3's `str`, Arrow-backed as Parquet and CSV text arrive), not objects."""
+    return pd.api.types.is_string_dtype(s.dtype) and not pd.api.types.is_object_dtype(s.dtype)
+
+
+def _as_str(s: pd.Series, distinct: bool = False) -> pd.Series:
+    """Ids as Python strings (object dtype), nulls as None; vectorised for string columns. `distinct`:
+    the column is a table's own key, every value its own (nothing to share)."""
+    if _is_arrow_text(s) and distinct:
         return pd.Series(s.to_numpy(dtype=object, na_value=None), index=s.index, dtype=object)
+    if _is_arrow_text(s):
+        # One Python string per distinct value, shared by the rows that repeat it (an account id, a
+        # payer, an enum): far less memory than one object a row, and factorizing Arrow text is cheap.
+        codes, uniques = pd.factorize(s)
+        shared = np.append(uniques.to_numpy(dtype=object), None)  # code -1 (missing) takes the last: None
+        return pd.Series(shared[codes], index=s.index, dtype=object)
     if pd.api.types.is_object_dtype(s.dtype) and pd.api.types.infer_dtype(s, skipna=True) in ("string", "empty"):
         return s.astype(object).where(s.notna(), None)
     if pd.api.types.is_integer_dtype(s.dtype):
@@ -120,8 +132,10 @@ def coerce_table(name: str, df: pd.DataFrame, bounds: Bounds | None = None) -> t
         else:
             values = df[col]
         raw_null = values.isna()
+        parsed_all = False  # True where no non-null value can fail to parse
         if c.type == "str":
-            typed = _as_str(values)
+            typed = _as_str(values, distinct=spec.unique_key and spec.key == (col,))
+            parsed_all = _is_arrow_text(values)  # text is text: skip a null scan of Python objects
         elif c.type == "date":
             if pd.api.types.is_datetime64_any_dtype(values):
                 typed = values.dt.tz_localize(None) if getattr(values.dt, "tz", None) else values
@@ -144,8 +158,8 @@ def coerce_table(name: str, df: pd.DataFrame, bounds: Bounds | None = None) -> t
             # beyond int64 (or inf) it is no count: missing, so that it is named as not an int
             num = num.where(~frac & (num.abs() < 2.0**63))
             typed = num.astype("Int64")
-        bad = typed.isna() & ~raw_null
-        if bad.any():
+        bad = None if parsed_all else typed.isna() & ~raw_null
+        if bad is not None and bad.any():
             problems.append(_violation(name, df, col, f"values are not of type {c.type}", bad))
         out[col] = typed
     frame = pd.DataFrame(out, index=df.index)
@@ -233,15 +247,33 @@ def validate_dataset(ds: Dataset, bounds: Bounds | None = None) -> None:
         raise ContractError(violations)
 
 
+def _as_arrow_text(values: pd.Series):
+    """A typed id column as an Arrow string array (nulls as nulls): Arrow hashes its bytes in C++, where
+    pandas' `isin` on object columns hashes and compares Python strings one by one."""
+    import pyarrow as pa
+
+    arr = values.to_numpy()  # typed ids: str or None, which from_pandas reads as they are
+    try:
+        return pa.array(arr, type=pa.string(), from_pandas=True)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):  # not text (a frame built by hand): compare as text
+        return pa.array(_as_str(pd.Series(arr)).to_numpy(), type=pa.string(), from_pandas=True)
+
+
 def _reference_violations(ds: Dataset) -> list[Violation]:
+    import pyarrow.compute as pc
+
     out = []
+    known_sets: dict[tuple[str, str], object] = {}  # a target column is read once for all its references
     for name, df in ds.tables.items():
         for ref in TABLES[name].references:
             if ref.table not in ds.tables or ref.column not in df:
                 continue
-            values = df[ref.column]
-            known = pd.Index(ds.tables[ref.table][ref.target].dropna().unique())
-            mask = values.notna() & ~values.isin(known)
+            target = (ref.table, ref.target)
+            if target not in known_sets:
+                known_sets[target] = pc.unique(_as_arrow_text(ds.tables[ref.table][ref.target]).drop_null())
+            values = _as_arrow_text(df[ref.column])
+            unknown = pc.and_(pc.is_valid(values), pc.invert(pc.is_in(values, value_set=known_sets[target])))
+            mask = unknown.to_numpy(zero_copy_only=False)
             if mask.any():
                 out.append(_violation(name, df, ref.column, f"references an unknown {ref.table}.{ref.target}", mask))
     return out

@@ -125,8 +125,8 @@ def test_a_read_that_spans_a_switch_reads_one_version(tmp_path, monkeypatch):
     assert old_claims != set(pd.read_parquet(new / "claims.parquet")["claim_id"])
     real, calls = reader._read_folder_table, []
 
-    def read_then_switch(folder, name):
-        df = real(folder, name)
+    def read_then_switch(folder, name, *args):
+        df = real(folder, name, *args)
         if not calls:  # after the first table, the writer's switch
             os.rename(data, tmp_path / "previous")
             os.rename(new, data)
