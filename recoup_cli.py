@@ -349,13 +349,19 @@ def demo(
                        f"{model.registry_name_}/{model.registry_version_}", ranking_cfg=load_ranking_config(),
                        dataset=ds, reasons_rows=20, keep_result=True)
     top = result.ranked.accounts.head(10)
+    worklist = result.ranked.accounts
+    # the row that carries each guarantor's contact, for the rows it covers
+    contacts = worklist[worklist["next_action"].isin(["statement", "patient_call", "payment_plan_offer"])]
+    contact_of = {g: (a, k) for g, a, k in zip(contacts["guarantor_id"], contacts["account_id"], contacts["rank"],
+                                                strict=True)}
     table = Table(title=f"top of the worklist at {result.as_of.date()} ({result.n_accounts:,} open accounts)")
     for col in ("rank", "account", "next action", "adds $ (60d)", "if left alone $", "balance $", "why"):
         table.add_column(col, justify="right" if col not in ("account", "next action", "why") else "left")
     for r in top.itertuples():
         why = r.reasons[1] if len(r.reasons) > 1 else (r.reasons[0] if len(r.reasons) else "")
-        if r.next_action == "covered":  # rides on the contact its guarantor already gets: the first reason says so
-            why = r.reasons[0] if len(r.reasons) else why
+        if r.next_action == "covered" and r.guarantor_id in contact_of:  # rides on its guarantor's contact
+            account, rank = contact_of[r.guarantor_id]
+            why = f"covered by the {r.best_action.replace('_', ' ')} on {account} (rank {rank}): one contact a person"
         action = f"{r.next_action} (random)" if r.is_exploration else r.next_action
         table.add_row(str(r.rank), r.account_id, action, f"{r.expected_lift:,.0f}", f"{r.expected_if_idle:,.0f}",
                       f"{r.balance:,.0f}", why[:90])
