@@ -436,6 +436,10 @@ def score(
     spark_master: Annotated[str, typer.Option("--spark-master", help="Spark master URL.")] = "local[*]",
     chunk_size: Annotated[int, typer.Option("--chunk-size", help="Accounts per chunk (local engine).")] = 100_000,
     reasons_rows: Annotated[int | None, typer.Option("--reasons-rows", help="Explain the top N rows.")] = None,
+    reasons_minutes: Annotated[float | None, typer.Option(
+        "--reasons-minutes", min=0,
+        help="Explain only the rows within this many minutes of work from the top (the collectors' day; "
+             "ranking.yaml's reasons.batch_minutes).")] = None,
     ranking_config: Annotated[Path | None, typer.Option("--ranking-config", help="Ranking YAML.")] = None,
     extract_date: ExtractDate = None,
     lock_timeout: Annotated[float, typer.Option(
@@ -461,6 +465,8 @@ def score(
         _fail(str(err))
     version_label = f"{model.registry_name_}/{model.registry_version_}"
     cfg = load_ranking_config(ranking_config)
+    if reasons_minutes is not None:
+        cfg["reasons"] = {**cfg["reasons"], "batch_minutes": reasons_minutes}
     try:
         if engine == "spark":
             from serving.batch.spark import run_spark_batch

@@ -154,11 +154,14 @@ def _action_minutes_cost(action: np.ndarray, cfg: dict) -> tuple[np.ndarray, np.
 
 
 def rank(model, accounts: Table, denials: Table | None, cfg: dict, model_version: str, run_id: str,
-         reasons_rows: int | None = None, capacity_minutes: float | None = None, frames: bool = True) -> Ranked:
+         reasons_rows: int | None = None, capacity_minutes: float | None = None, frames: bool = True,
+         reasons_minutes: float | None = None) -> Ranked:
     """Score, prioritise and order one worklist (ranks are per as-of date), with reasons for the
-    first `reasons_rows` rows (all rows when None). `frames=False` returns `Columns`, not DataFrames."""
+    first `reasons_rows` rows (all rows when None; with `reasons_minutes`, only those within that many
+    minutes of work). `frames=False` returns `Columns`, not DataFrames."""
     scored = score_rows(model, accounts, denials, cfg)
-    return finalize(model, accounts, scored, cfg, model_version, run_id, reasons_rows, capacity_minutes, frames)
+    return finalize(model, accounts, scored, cfg, model_version, run_id, reasons_rows, capacity_minutes, frames,
+                    reasons_minutes)
 
 
 def score_rows(model, accounts: Table, denials: Table | None, cfg: dict) -> Ranked:
@@ -179,9 +182,12 @@ def score_rows(model, accounts: Table, denials: Table | None, cfg: dict) -> Rank
 
 
 def finalize(model, accounts: Table, scored: Ranked, cfg: dict, model_version: str, run_id: str,
-             reasons_rows: int | None = None, capacity_minutes: float | None = None, frames: bool = True) -> Ranked:
+             reasons_rows: int | None = None, capacity_minutes: float | None = None, frames: bool = True,
+             reasons_minutes: float | None = None) -> Ranked:
     """Order the scored rows (`score_rows`' `Columns`: capacity, exploration), add reasons and the run's
-    columns."""
+    columns. Reasons go to the top `reasons_rows` rows of each date (all when None) and, with
+    `reasons_minutes`, only to those within that many minutes of work from the top (what a capacity cut
+    of that size keeps to be read: TreeSHAP is the cost)."""
     seed, share = int(cfg["exploration_seed"]), float(cfg["exploration_share"])
     rows = scored.accounts
     if cfg["priority"] == "lift" and "held" in rows:
@@ -190,10 +196,8 @@ def finalize(model, accounts: Table, scored: Ranked, cfg: dict, model_version: s
                  positive_only=cfg["priority"] == "lift")
     acc["priority"] = np.where(np.isneginf(acc["priority"]), np.nan, acc["priority"])
     acc["guarantor_rank"] = guarantor_ranks(acc["guarantor_id"], acc["as_of"], acc["rank"])
-    n = n_rows(acc)
-    n_reasons = n if reasons_rows is None else min(int(reasons_rows), n)
-    acc["reasons"] = _reasons(model, accounts, acc, n_reasons, int(cfg["reasons"]["top_n"]),
-                              cfg["reasons"].get("max_trees"))
+    acc["reasons"] = _reasons(model, accounts, acc, _explained(acc, reasons_rows, reasons_minutes),
+                              int(cfg["reasons"]["top_n"]), cfg["reasons"].get("max_trees"))
     den = _order(scored.denials, "claim_id", None, seed) if n_rows(scored.denials) else {}
     if not frames:
         for t in (acc, den):
@@ -611,9 +615,27 @@ def _order(cols: Columns, key: str, capacity_minutes: float | None, seed: int,
 # ----------------------------------------------------------------------------- reasons
 
 
-def _reasons(model, acc: Table, ranked: Columns, n_rows_: int, top_n: int, max_trees: int | None = None
+def _explained(ranked: Columns, rows: int | None, minutes: float | None) -> np.ndarray:
+    """Which ranked rows get reasons: the top `rows` of each date (all when None) and, with `minutes`,
+    of those only the ones whose work, added up from the top of their date's list, fits in `minutes`."""
+    n = n_rows(ranked)
+    rank = np.asarray(ranked["rank"]) if n else np.zeros(0, np.int64)
+    mask = np.ones(n, dtype=bool) if rows is None else rank <= int(rows)
+    if minutes is not None and n:
+        days = day_numbers(ranked["as_of"])
+        order = np.lexsort((rank, days))
+        spent = np.cumsum(np.asarray(ranked["action_minutes"], dtype=np.float64)[order])
+        first = np.r_[True, days[order][1:] != days[order][:-1]]
+        before = np.maximum.accumulate(np.where(first, np.r_[0.0, spent[:-1]], 0.0))  # spent on earlier dates
+        fits = np.empty(n, dtype=bool)
+        fits[order] = spent - before <= float(minutes) + 1e-9
+        mask &= fits
+    return mask
+
+
+def _reasons(model, acc: Table, ranked: Columns, explained: np.ndarray, top_n: int, max_trees: int | None = None
              ) -> np.ndarray:
-    """Reasons in the office's words (`features/reasons.py`) for the first `n_rows_` of the ranked list:
+    """Reasons in the office's words (`features/reasons.py`) for the `explained` rows of the ranked list:
     the suggested action's sentence, then up to `top_n - 1` sentences on the features that drove it.
     Those are chosen by the amount model's TreeSHAP contributions (LightGBM's own), strongest first,
     among the features that speak for the row's action (`ACTION_FEATURES`), or among all features when
@@ -625,9 +647,9 @@ def _reasons(model, acc: Table, ranked: Columns, n_rows_: int, top_n: int, max_t
     out = np.empty(n, dtype=object)
     for i in range(n):
         out[i] = []
-    if n_rows_ <= 0 or not n:
+    first = np.flatnonzero(explained)
+    if not len(first):
         return out
-    first = np.flatnonzero(ranked["rank"] <= n_rows_)
     rows = _match(ranked["account_id"][first], ranked["as_of"][first], column(acc, "account_id"),
                   _dates(acc, "as_of"))
     if (rows < 0).any():

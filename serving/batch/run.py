@@ -95,6 +95,7 @@ class RunContext:
     engine: str  # "local" or "spark"
     run_id: str
     reasons_rows: int  # rows explained (TreeSHAP reasons), from the top
+    reasons_minutes: float | None = None  # ... of those, only the rows within this many minutes of work
     extract_date: str | pd.Timestamp | None = None  # the dataset's, when not its latest date
     chunk_size: int = 100_000  # accounts per chunk (local engine)
     progress: Progress | None = None
@@ -113,7 +114,7 @@ class RunContext:
         return cls(source=source, as_of=parse_as_of(as_of), target=target, model=model,
                    model_version=model_version, ranking=cfg, engine=engine, run_id=run_id or uuid.uuid4().hex[:16],
                    reasons_rows=int(cfg["reasons"]["batch_rows"]) if reasons_rows is None else reasons_rows,
-                   **options)
+                   **{"reasons_minutes": cfg["reasons"].get("batch_minutes"), **options})
 
     # -- timings
 
@@ -180,7 +181,7 @@ class RunContext:
             features = _concat([c.features for c in chunks])
             scored = Ranked(concat_rows([c.accounts for c in chunks]), concat_rows([c.denials for c in chunks]))
             ranked = finalize(self.model, features, scored, self.ranking, self.model_version, self.run_id,
-                              reasons_rows=self.reasons_rows)
+                              reasons_rows=self.reasons_rows, reasons_minutes=self.reasons_minutes)
         drift = drift_report(self.model.drift_reference_, features, {
             "p_payment": ranked.accounts["p_payment"].to_numpy(),
             "expected_recovery": ranked.accounts["expected_recovery"].to_numpy()}) if len(features) else pd.DataFrame(

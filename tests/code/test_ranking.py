@@ -279,3 +279,20 @@ def test_work_below_the_collectors_cost_is_listed_after_worthwhile_work_and_neve
     assert cheap.loc["A000", "priority"] > 0  # at the usual cost the same work is worthwhile
     off = lift_cfg(cost_per_minute=500.0, below_cost_work={"enabled": False})
     assert set(rank(model, acc, None, off, "m/1", "r").accounts["next_action"]) == {"wait"}
+
+
+def test_reasons_go_to_the_rows_within_the_given_minutes_of_work():
+    n = 12
+    acc = insured(n, balance_insurance=0.0, balance_patient=list(np.linspace(200, 900, n)), pending_adjudication=0.0,
+                  guarantor_id=[f"G{i}" for i in range(n)])
+    model = FixedScores([0.3] * n, [200] * n)
+    full = rank(model, acc, None, lift_cfg(), "m/1", "r").accounts.sort_values("rank")
+    spent = full["action_minutes"].cumsum()
+    budget = float(spent.iloc[4])  # the first five rows' work
+    part = rank(model, acc, None, lift_cfg(), "m/1", "r", reasons_minutes=budget).accounts.sort_values("rank")
+    explained = part["reasons"].map(len) > 0
+    assert (explained.to_numpy() == (spent <= budget + 1e-9).to_numpy()).all() and explained.sum() == 5
+    # the same order and figures: only who is explained changes
+    pd.testing.assert_frame_equal(part.drop(columns="reasons"), full.drop(columns="reasons"))
+    both = rank(model, acc, None, lift_cfg(), "m/1", "r", reasons_rows=3, reasons_minutes=budget).accounts
+    assert (both["reasons"].map(len) > 0).sum() == 3
