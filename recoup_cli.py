@@ -321,6 +321,7 @@ def demo(
     from features.contract import read_dataset
     from features.sources.simulate import simulate_to_folder
     from serving.batch import run_batch
+    from serving.lift import PATIENT_ACTIONS
     from serving.ranking import load_ranking_config
     from training.settings import load_settings
     from training.tracking import promote as promote_fn
@@ -351,7 +352,7 @@ def demo(
     top = result.ranked.accounts.head(10)
     worklist = result.ranked.accounts
     # the row that carries each guarantor's contact, for the rows it covers
-    contacts = worklist[worklist["next_action"].isin(["statement", "patient_call", "payment_plan_offer"])]
+    contacts = worklist[worklist["next_action"].isin(PATIENT_ACTIONS)]
     contact_of = {g: (a, k) for g, a, k in zip(contacts["guarantor_id"], contacts["account_id"], contacts["rank"],
                                                 strict=True)}
     table = Table(title=f"top of the worklist at {result.as_of.date()} ({result.n_accounts:,} open accounts)")

@@ -207,10 +207,11 @@ def _request_bodies(ds, open_ids: list[str], as_of) -> dict:
     worklist = json.dumps(hist.body(wl_ids, as_of)).encode()
     t3 = time.perf_counter()
     # a guarantor's accounts together (10 of them: the person with the most accounts, then the most open)
+    from features.contract import person_of_accounts
+
     acc = ds["accounts"]
-    person = acc["guarantor_id"].where(acc["guarantor_id"].notna(), acc["patient_id"]) if "guarantor_id" in acc \
-        else acc["patient_id"]
-    size = pd.DataFrame({"g": person.to_numpy(), "open": acc["account_id"].isin(open_set).to_numpy()}).groupby("g").agg(
+    person = person_of_accounts(acc)
+    size = pd.DataFrame({"g": person, "open": acc["account_id"].isin(open_set).to_numpy()}).groupby("g").agg(
         open=("open", "sum"), n=("open", "size")).sort_values(["n", "open"], ascending=False, kind="stable")
     g_ids = sorted(acc["account_id"][person == size.index[0]])[:10]
     guarantor = json.dumps(hist.body(g_ids, as_of)).encode()

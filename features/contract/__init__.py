@@ -12,7 +12,7 @@ typed, validated and written.
 Callers import from `features.contract`, not from the modules.
 """
 
-from features.contract.dataset import ColumnTable, Dataset, float_column, latest_date
+from features.contract.dataset import ColumnTable, Dataset, float_column, latest_date, person_of_accounts
 from features.contract.read import is_sql_url, read_dataset, read_known_values, read_raw, split_sql_target
 from features.contract.tables import (
     ACK_SOURCES,
@@ -78,7 +78,7 @@ __all__ = [
     "Appended", "Col", "ColumnTable", "ColumnType", "ContractError", "Dataset", "DatasetWriter", "KeyConflict",
     "Ref", "Table", "Violation",
     "append_table", "arrow_schema", "coerce_table", "columns_of", "float_column", "is_sql_url", "latest_date",
-    "load_dataset", "pandera_schema", "read_dataset", "read_known_values", "read_raw", "split_sql_target",
-    "table_violations", "validate_dataset", "write_dataset", "write_sql",
+    "load_dataset", "pandera_schema", "person_of_accounts", "read_dataset", "read_known_values", "read_raw",
+    "split_sql_target", "table_violations", "validate_dataset", "write_dataset", "write_sql",
     "WorkSummary", "check_work", "read_work_rows", "record_work", "store_work", "unknown_references",
 ]

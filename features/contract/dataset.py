@@ -14,6 +14,20 @@ import pandas as pd
 from features.contract.tables import TABLES
 
 
+def person_of_accounts(accounts) -> np.ndarray:
+    """Each account's person, who gets one contact for all their balances: its `guarantor_id`, else its
+    patient (DESIGN.md), from an accounts table (a DataFrame or a `ColumnTable`), as an object array."""
+    def col(name: str) -> np.ndarray:
+        v = accounts[name]
+        return v.to_numpy(dtype=object) if isinstance(v, pd.Series) else np.asarray(v, dtype=object)
+
+    person = col("patient_id")
+    if "guarantor_id" in accounts:
+        g = col("guarantor_id")
+        person = np.where(pd.isna(g), person, g) if len(g) else person
+    return person
+
+
 def float_column(values) -> np.ndarray:
     """A column (a pandas Series, or a NumPy array of a ColumnTable or of feature columns) as float64,
     missing values and non-numbers as NaN."""

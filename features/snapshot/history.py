@@ -27,6 +27,7 @@ from features.contract import (
     WORK_ACTIONS,
     Dataset,
     latest_date,
+    person_of_accounts,
 )
 from features.dates import NEVER, dates_of, day_number, day_numbers
 from features.snapshot.arrays import (
@@ -282,9 +283,8 @@ def _prepare(ds: Dataset) -> History:
     wk = _empty("work", ds)
     work_acct = acct_index.codes(wk["account_id"])
     work_day = np.where(work_acct >= 0, day_numbers(wk["worked_date"]), NEVER)
-    guarantor = objects(acol("guarantor_id")) if "guarantor_id" in acc else np.full(n, None, dtype=object)
-    patient = objects(acol("patient_id"))
-    guarantor = np.where(pd.isna(guarantor) if len(guarantor) else np.zeros(0, bool), patient, guarantor)
+    guarantor = person_of_accounts(acc)
+    guarantor = guarantor[order] if n > 1 else guarantor  # in account order, as `acol` gives columns
 
     # denial resolution days (all history; compared with T later, so no look-ahead)
     c_sub = c_day

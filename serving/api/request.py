@@ -25,7 +25,7 @@ import pandas as pd
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, with_config
 from typing_extensions import TypedDict
 
-from features.contract import NANOSECOND_DAYS, TABLES, Bounds, Col, ColumnTable, Dataset
+from features.contract import NANOSECOND_DAYS, TABLES, Bounds, Col, ColumnTable, Dataset, person_of_accounts
 from features.dates import from_python_dates, parse_as_of
 
 # the tables an account history carries in a request (payers: those the account refers to)
@@ -378,9 +378,7 @@ def guarantor_account_ids(ds: Dataset, account_ids) -> list[str]:
     patient): what a request must carry for the guarantor features to be the batch's, which sees the
     whole person."""
     acc = ds.tables["accounts"]
-    person = acc["patient_id"].astype(object)
-    if "guarantor_id" in acc:
-        person = acc["guarantor_id"].astype(object).where(acc["guarantor_id"].notna(), person)
+    person = person_of_accounts(acc)
     wanted = list(account_ids)
     people = set(person[acc["account_id"].isin(wanted)])
     seen = set(wanted)

@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field
 from starlette.responses import JSONResponse
 
 from serving.api.middleware import request_id_var
+from serving.lift import PATIENT_ACTIONS
 
 
 class Deadlines(BaseModel):
@@ -82,9 +83,6 @@ class ScoreResponse(BaseModel):
     request_id: str
 
 
-_PERSON_ACTIONS = ("statement", "patient_call", "payment_plan_offer")
-
-
 def guarantor_groups(results: list[AccountResult]) -> list[GuarantorResult]:
     """The scored results grouped by guarantor, in guarantor rank order."""
     groups: dict[str, list[AccountResult]] = {}
@@ -93,7 +91,7 @@ def guarantor_groups(results: list[AccountResult]) -> list[GuarantorResult]:
         groups.setdefault(r.guarantor_id, []).append(r)
     out = []
     for gid, rows in groups.items():
-        contact = next((r for r in rows if r.next_action in _PERSON_ACTIONS), None)
+        contact = next((r for r in rows if r.next_action in PATIENT_ACTIONS), None)
         lifts = [r.expected_lift for r in rows if r.expected_lift is not None]
         out.append(GuarantorResult.model_construct(
             guarantor_id=gid, guarantor_rank=rows[0].guarantor_rank or 0, account_ids=[r.account_id for r in rows],

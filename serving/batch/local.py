@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import numpy as np
 import pandas as pd
 
-from features.contract import Dataset
+from features.contract import Dataset, person_of_accounts
 from serving.batch.run import (
     BY_ACCOUNT,
     BY_CLAIM,
@@ -23,15 +23,6 @@ from serving.batch.run import (
 )
 
 log = logging.getLogger("serving.batch")
-
-
-def person_of_accounts(accounts: pd.DataFrame) -> np.ndarray:
-    """Each account's person: its `guarantor_id`, else its patient (DESIGN.md)."""
-    person = accounts["patient_id"].to_numpy(dtype=object)
-    if "guarantor_id" in accounts:
-        g = accounts["guarantor_id"].to_numpy(dtype=object)
-        person = np.where(pd.isna(g), person, g)
-    return person
 
 
 def partition_by_account(ds: Dataset, chunk_size: int) -> Iterator[Dataset]:
